@@ -1,0 +1,2 @@
+drop policy if exists accounts_isolation on accounts;
+drop table accounts;

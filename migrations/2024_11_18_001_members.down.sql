@@ -1,0 +1,2 @@
+drop policy if exists members_isolation on members;
+drop table members;

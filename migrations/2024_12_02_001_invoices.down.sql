@@ -1,0 +1,2 @@
+drop policy if exists invoices_isolation on invoices;
+drop table invoices;

@@ -1,0 +1,1 @@
+select relrowsecurity from pg_class where relname = 'invoices';

@@ -1,0 +1,365 @@
+//! The command-line surface (clap derive). Raw flags only; each command turns them into
+//! validated settings before doing any work.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "steward",
+    version,
+    about = "Converge a fleet of client deployments (Vercel + Postgres) to what their Git manifests declare",
+    long_about = None,
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Log format on stderr (filter with RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
+}
+
+/// Where the fleet lives. Shared by every command that reads manifests.
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// The fleet directory (holds fleet.yaml and clients/).
+    #[arg(long, env = "STEWARD_FLEET", default_value = "./fleet")]
+    pub fleet: PathBuf,
+}
+
+/// One client of the fleet, by name.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// The client's name (its manifest is clients/<CLIENT>.yaml).
+    pub client: String,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every manifest: types, unknown keys, references, versions. Exit 0 valid, 1 invalid.
+    Validate(ValidateArgs),
+    /// Write the JSON Schemas of the manifest formats.
+    Schema(SchemaArgs),
+    /// Lint every migration with a real SQL parser: destructive statements, locking hazards.
+    Lint(LintArgs),
+    /// Mark a client's database as belonging to that client (identity), optionally baselining.
+    Adopt(AdoptArgs),
+    /// Check that a client can be updated: config, connection, identity, checksums, backup.
+    Preflight(ClientArgs),
+    /// Take a pg_dump backup of a client's database, checked readable.
+    Backup(ClientArgs),
+    /// List a client's backups.
+    Backups(ClientArgs),
+    /// Restore a client's database from a backup.
+    Restore(RestoreArgs),
+    /// Apply (or roll back) a client's schema migrations.
+    Migrate(MigrateArgs),
+    /// Verify a client's schema: version, verify files, checks, RLS.
+    Verify(VerifyArgs),
+    /// Resolve an in_progress or failed migration row after a crash, on record.
+    Repair(RepairArgs),
+    /// Show clients: converged, pending, holding or failed, with schema, code and env state.
+    Status(StatusArgs),
+    /// Show a client's update records.
+    History(HistoryArgs),
+    /// Show what steward would do (dry run). Never writes.
+    Plan(PlanArgs),
+    /// Compute the plan and carry it out, step by step, undoing on failure.
+    Apply(ApplyArgs),
+    /// Allow a Failed client to be tried again with the same plan.
+    Retry(ClientArgs),
+    /// Roll a client's production deployment back now.
+    Rollback(RollbackArgs),
+    /// Run the daemon: watch the fleet checkout and converge it unattended.
+    Run(RunArgs),
+    /// Show steward converging a demo fleet on this machine (needs only a local Postgres).
+    Demo(DemoArgs),
+    /// Run a local emulator of an external API (for tests, demos and benchmarks).
+    Emulate(EmulateArgs),
+    /// Post or update the plan as a sticky PR comment and set a commit status.
+    Comment(CommentArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    /// Treat secret references whose variable is unset as errors, not warnings.
+    #[arg(long)]
+    pub require_secrets: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SchemaArgs {
+    /// Directory to write fleet.schema.json and client.schema.json into.
+    #[arg(long, default_value = "schemas")]
+    pub out: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct AdoptArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    /// Record versions up to VERSION as applied (for databases migrated by hand).
+    #[arg(long)]
+    pub baseline: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    /// A backup id (from `steward backups`) or `latest`.
+    #[arg(long)]
+    pub backup: String,
+    /// Confirm: restoring replaces the database's contents.
+    #[arg(long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    /// Target version (default: the manifest's schemaVersion). Lower than current rolls back.
+    #[arg(long)]
+    pub to: Option<String>,
+    /// Print the SQL that would run and the lint findings; touch nothing.
+    #[arg(long, conflicts_with = "rehearse")]
+    pub dry_run: bool,
+    /// Run the pending migrations and their verify files in a transaction, then roll back.
+    #[arg(long)]
+    pub rehearse: bool,
+    /// How long to retry for the migration lock before refusing.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub lock_timeout: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    #[arg(long)]
+    pub expected_version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    #[arg(long)]
+    pub version: String,
+    #[arg(long, value_enum)]
+    pub mark: RepairMark,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RepairMark {
+    Applied,
+    RolledBack,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Clients to show (default: all).
+    pub clients: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// Clients to plan (default: all).
+    pub clients: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 2 when the plan has changes (0 none, 1 error, 3 blocked).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Also write the plan to FILE.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Plan only the clients a change since REV touches (for PRs).
+    #[arg(long)]
+    pub changed_since: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// Clients to apply (default: all).
+    pub clients: Vec<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Refuse unless the recomputed plan has this hash (the one that was reviewed).
+    #[arg(long)]
+    pub plan_hash: Option<String>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub yes: bool,
+    /// Show the plan and stop.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    /// Roll the code (production deployment) back.
+    #[arg(long)]
+    pub code: bool,
+    /// The deployment to go back to (default: the previous production deployment).
+    #[arg(long)]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+    /// Address of the status server (/healthz, /readyz, /metrics, /status).
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// Resync the whole fleet at least this often, even without a commit.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Clients reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Take only shard I of N (clients by stable hash), written I/N.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// One pass over the fleet, then exit with the plan exit-code convention.
+    #[arg(long)]
+    pub once: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Postgres server to create the demo databases on.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    pub database_url: String,
+    /// Keep the demo databases and fleet afterwards.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateArgs {
+    #[command(subcommand)]
+    pub api: EmulatedApi,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EmulatedApi {
+    /// The Vercel REST API.
+    Vercel(EmulateVercelArgs),
+    /// The GitHub REST API (comments, statuses, tags).
+    Github(EmulateGithubArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateVercelArgs {
+    #[arg(long, default_value = "127.0.0.1:4010")]
+    pub listen: String,
+    /// The bearer token the emulator accepts.
+    #[arg(long, env = "VERCEL_TOKEN", hide_env_values = true)]
+    pub token: String,
+    /// Create a project with this name (repeatable).
+    #[arg(long = "project")]
+    pub projects: Vec<String>,
+    /// Keep state in this file across restarts.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// How long a build takes.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub build_time: std::time::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct EmulateGithubArgs {
+    #[arg(long, default_value = "127.0.0.1:4020")]
+    pub listen: String,
+    /// The token the emulator accepts.
+    #[arg(long, env = "GITHUB_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CommentArgs {
+    /// The repository, OWNER/NAME.
+    #[arg(long)]
+    pub repo: String,
+    /// The pull request number.
+    #[arg(long)]
+    pub pr: u64,
+    /// The plan (JSON from `steward plan --format json`), a file or `-` for stdin.
+    #[arg(long, default_value = "-")]
+    pub plan: String,
+    /// The PR head commit to set the status on.
+    #[arg(long)]
+    pub sha: Option<String>,
+    #[command(flatten)]
+    pub fleet: FleetArgs,
+}
+
+/// Parse durations written like `500ms`, `5s`, `10m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    crate::manifest::duration::parse(text).map_err(|err| err.to_string())
+}

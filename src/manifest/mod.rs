@@ -1,0 +1,16 @@
+//! Desired state: the manifest types, reading a fleet directory under budgets, merging
+//! defaults, and checking everything with file:line:column diagnostics.
+
+mod config;
+pub mod diagnostic;
+pub mod duration;
+mod load;
+pub mod schedule;
+pub mod schema;
+mod types;
+pub mod yaml;
+
+pub use config::{ClientConfig, CodeConfig, CodeVersion, DatabaseConfig, Health, Policy};
+pub use diagnostic::{Diagnostic, Position, Severity};
+pub use load::{Client, Fleet, FleetError, LoadOptions, Loaded, load, merge};
+pub use types::*;

@@ -1,0 +1,383 @@
+//! The manifest formats, `apiVersion: steward/v1`: serde types that are also the source of
+//! the published JSON Schemas (`steward schema`). Unknown keys are rejected everywhere.
+//!
+//! A client file holds a *partial* [`ClientSpec`]: anything it leaves out comes from the
+//! fleet's `spec.defaults`. Fields that must end up set after that merge (the project,
+//! the code version, the database URL, the schema version) are checked by `validate`.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::HumanDuration;
+use crate::secret::SecretRef;
+
+pub const API_VERSION: &str = "steward/v1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "steward/v1")]
+    V1,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum FleetKind {
+    Fleet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ClientKind {
+    Client,
+}
+
+/// `fleet.yaml`: settings shared by the whole fleet.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "steward Fleet manifest")]
+pub struct FleetManifest {
+    pub api_version: ApiVersion,
+    pub kind: FleetKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<FleetMetadata>,
+    pub spec: FleetSpec,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetMetadata {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FleetSpec {
+    /// The migrations folder, relative to fleet.yaml.
+    #[serde(default = "default_migrations")]
+    pub migrations: String,
+    pub vercel: VercelSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github: Option<GithubSpec>,
+    #[serde(default)]
+    pub backups: BackupsSpec,
+    /// Key for the fingerprints of env values (HMAC-SHA256); never stored in a manifest.
+    #[serde(default = "default_fingerprint_key")]
+    pub fingerprint_key: SecretRef,
+    /// Any part of a client's spec; merged under every client (the client wins).
+    #[serde(default)]
+    pub defaults: ClientSpec,
+    /// Rollout waves, in order. A client's `spec.wave` must name one of them.
+    #[serde(default)]
+    pub waves: Vec<String>,
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+    #[serde(default)]
+    pub notify: NotifySpec,
+}
+
+fn default_migrations() -> String {
+    "../migrations".to_owned()
+}
+
+fn default_fingerprint_key() -> SecretRef {
+    SecretRef::env("STEWARD_FINGERPRINT_KEY")
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VercelSpec {
+    #[serde(default = "default_vercel_api")]
+    pub api_url: String,
+    pub token: SecretRef,
+    /// Team id or slug; sent as `teamId` on every call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub team: Option<String>,
+    /// Route deployment hostnames elsewhere, like curl's `--connect-to`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub connect_to: Vec<ConnectTo>,
+}
+
+fn default_vercel_api() -> String {
+    "https://api.vercel.com".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectTo {
+    /// A host name, or `*.suffix` for every host under it.
+    pub host: String,
+    /// `host:port` to connect to instead.
+    pub to: String,
+    #[serde(default)]
+    pub scheme: Scheme,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    #[default]
+    Https,
+    Http,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GithubSpec {
+    /// `owner/name` of the application repository (tags are resolved there).
+    #[schemars(regex(pattern = r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$"))]
+    pub repo: String,
+    #[serde(default = "default_github_api")]
+    pub api_url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<SecretRef>,
+}
+
+fn default_github_api() -> String {
+    "https://api.github.com".to_owned()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct BackupsSpec {
+    /// Where backups go, relative to fleet.yaml; one folder per client.
+    #[serde(default = "default_backups_dir")]
+    pub dir: String,
+}
+
+impl Default for BackupsSpec {
+    fn default() -> Self {
+        Self {
+            dir: default_backups_dir(),
+        }
+    }
+}
+
+fn default_backups_dir() -> String {
+    "../backups".to_owned()
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutSpec {
+    /// Failed clients in one wave that halt the rollout (default 0: the first failure halts).
+    #[serde(default)]
+    pub max_failures: u32,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NotifySpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhooks: Vec<Webhook>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Webhook {
+    /// The webhook URL; a secret, since Slack-style URLs carry their own credential.
+    pub url: SecretRef,
+    /// Events to send (default: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<NotifyEvent>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum NotifyEvent {
+    BeforeUpdate,
+    AfterUpdate,
+    Failure,
+    Rollback,
+}
+
+/// `clients/<name>.yaml`: one client.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(title = "steward Client manifest")]
+pub struct ClientManifest {
+    pub api_version: ApiVersion,
+    pub kind: ClientKind,
+    pub metadata: ClientMetadata,
+    #[serde(default)]
+    pub spec: ClientSpec,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientMetadata {
+    /// Must equal the file name without `.yaml`.
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{0,62}$"))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A client's desired state. Every field is optional in a file; defaults fill the gaps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientSpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wave: Option<String>,
+    /// Stop converging this client (steward observes but changes nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspend: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseSpec>,
+    /// Production environment variables: a literal string or a secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<BTreeMap<String, EnvValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CodeSpec {
+    /// The Vercel project id or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub project: Option<String>,
+    /// A 40-hex commit SHA, or a tag of the app repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DatabaseSpec {
+    /// The direct (or session-mode pooler) Postgres URL, as a secret reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretRef>,
+    /// Pin the database's identity uuid (written by `steward adopt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<uuid::Uuid>,
+    /// The schema version, `YYYY_MM_DD_NNN`, that must exist in the migrations folder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]{4}_[0-9]{2}_[0-9]{2}_[0-9]{3}$"))]
+    pub schema_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify: Option<VerifySpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerifySpec {
+    /// Tables that must have row-level security enabled and at least one policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rls_tables: Option<Vec<String>>,
+    /// Queries that must return true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<Vec<Check>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Check {
+    pub name: String,
+    /// A query returning one boolean.
+    pub sql: String,
+}
+
+/// An environment variable's value: a literal, or a reference to a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Literal(String),
+    Secret(EnvSecret),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvSecret {
+    /// The variable in steward's environment that holds the value.
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]*$"))]
+    pub env: String,
+    /// Store as Vercel `sensitive` (never readable back). Default true.
+    #[serde(default = "yes")]
+    pub sensitive: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ScheduleSpec {
+    /// IANA time zone of the windows, like `Europe/Berlin`. Default `UTC`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+    /// Maintenance windows like `Sat 02:00-05:00` or `Mon-Fri 22:00-23:30`. None: any time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Vec<String>>,
+    /// Bypass the windows (an urgent fix goes out now).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub urgent: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PolicySpec {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apply: Option<ApplyPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destructive: Option<DestructivePolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupPolicy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackPolicy>,
+    /// Health-check production for this long after promote (`10m`, `30s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bake: Option<HumanDuration>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<HealthSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ApplyPolicy {
+    /// The daemon applies changes by itself.
+    Auto,
+    /// Changes wait for `steward apply` by a person (the guide's approval gate).
+    Manual,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DestructivePolicy {
+    Deny,
+    Allow,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupPolicy {
+    Required,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RollbackPolicy {
+    Auto,
+    Manual,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HealthSpec {
+    /// Path requested on the deployment, like `/api/health`. Default `/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Expected HTTP status. Default 200.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 599))]
+    pub expect_status: Option<u16>,
+    /// Per-request timeout. Default `10s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<HumanDuration>,
+}

@@ -1,0 +1,8 @@
+//! The migration catalog on disk: versions, names, checksums, up/down/verify scripts and
+//! directives. Pure file reading; nothing here talks to a database.
+
+mod catalog;
+mod version;
+
+pub use catalog::{Catalog, CatalogError, Migration, Script};
+pub use version::{Version, VersionError};
