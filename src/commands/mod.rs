@@ -1,7 +1,7 @@
 //! One file per subcommand: parse arguments into settings, call the library, print.
 //! `run` is the only entry point; it maps every outcome onto the exit-code convention.
 
-mod schema;
+pub mod schema;
 mod validate;
 
 use crate::cli::{Cli, Command};

@@ -306,37 +306,31 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
         .cloned()
         .unwrap_or(Value::Null);
     let mut clients: BTreeMap<String, Client> = BTreeMap::new();
+    let mut declared: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (stem, parsed) in parsed_clients {
-        let ctx = Context {
-            fleet: &fleet_parsed,
-            client: &parsed,
-            manifest: &manifest,
-            catalog: &catalog,
-            options,
-        };
+        // Duplicates are checked on the declared name, whatever else is wrong with the file.
+        let name = parsed.doc.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(&stem).to_owned();
+        let duplicate = declared.get(&name).cloned();
+        if let Some(first) = &duplicate {
+            let at = parsed.doc.spans.value("/metadata/name");
+            diagnostics.push(Diagnostic::error(
+                &parsed.file,
+                at,
+                "metadata.name",
+                format!("duplicate client name `{name}`, also declared in {}", first.display()),
+            ));
+        } else {
+            declared.insert(name, parsed.file.clone());
+        }
+        let ctx = Context { fleet: &fleet_parsed, client: &parsed, manifest: &manifest, catalog: &catalog, options };
         let before = diagnostics.iter().filter(|d| d.is_error()).count();
         let client = resolve_client(&ctx, &stem, &defaults, &mut diagnostics);
-        if let Some(client) =
-            client.filter(|_| diagnostics.iter().filter(|d| d.is_error()).count() == before)
-        {
-            if let Some(first) = clients.get(&client.config.name) {
-                let at = parsed.doc.spans.value("/metadata/name");
-                diagnostics.push(Diagnostic::error(
-                    &parsed.file,
-                    at,
-                    "metadata.name",
-                    format!(
-                        "duplicate client name `{}`, also declared in {}",
-                        client.config.name,
-                        first.file.display()
-                    ),
-                ));
-                invalid.push(stem);
-            } else {
+        let clean = diagnostics.iter().filter(|d| d.is_error()).count() == before;
+        match client {
+            Some(client) if clean && duplicate.is_none() => {
                 clients.insert(client.config.name.clone(), client);
             }
-        } else {
-            invalid.push(stem);
+            _ => invalid.push(stem),
         }
     }
 
