@@ -11,4 +11,5 @@ pub mod exit;
 pub mod manifest;
 pub mod migrations;
 pub mod output;
+pub mod plan;
 pub mod secret;

@@ -10,23 +10,30 @@ async fn each_test_database_is_fresh_unique_and_dropped_afterwards() {
     let second = common::TestDb::create().await;
     assert_ne!(first.name, second.name);
     let mut conn = first.connect().await;
-    let row = sqlx::query("select current_database() as db").fetch_one(&mut conn).await.expect("query");
-    assert_eq!(row.get::<String, _>("db"), first.name);
-    let tables: i64 = sqlx::query_scalar("select count(*) from pg_tables where schemaname = 'public'")
+    let row = sqlx::query("select current_database() as db")
         .fetch_one(&mut conn)
         .await
-        .expect("count");
+        .expect("query");
+    assert_eq!(row.get::<String, _>("db"), first.name);
+    let tables: i64 =
+        sqlx::query_scalar("select count(*) from pg_tables where schemaname = 'public'")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
     assert_eq!(tables, 0, "a new database starts empty");
     conn.close().await.expect("close");
 
     let name = first.name.clone();
     drop(first);
-    let mut admin = sqlx::PgConnection::connect(&common::server_url()).await.expect("admin");
-    let exists: bool = sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut admin)
+    let mut admin = sqlx::PgConnection::connect(&common::server_url())
         .await
-        .expect("query");
+        .expect("admin");
+    let exists: bool =
+        sqlx::query_scalar("select exists (select 1 from pg_database where datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut admin)
+            .await
+            .expect("query");
     assert!(!exists, "{name} should have been dropped");
 }
 

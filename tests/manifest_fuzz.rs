@@ -43,7 +43,7 @@ proptest! {
 
     #[test]
     fn random_yaml_shaped_text_never_panics(text in "[a-zA-Z0-9:{}\\[\\],&*!|>'\" \n-]{0,300}") {
-        let _ = steward::manifest::yaml::parse(&text);
+        let _ = manifest::yaml::parse(&text);
     }
 }
 
@@ -52,7 +52,10 @@ fn an_oversized_manifest_is_refused_before_it_is_parsed() {
     let dir = common::copy_example_fleet();
     let big = format!("apiVersion: steward/v1\n# {}\n", "x".repeat(300 * 1024));
     let loaded = load_with_client(dir.path(), big.as_bytes());
-    let err = loaded.errors().find(|d| d.file.ends_with("fuzz.yaml")).expect("refused");
+    let err = loaded
+        .errors()
+        .find(|d| d.file.ends_with("fuzz.yaml"))
+        .expect("refused");
     assert!(err.message.contains("larger than"), "{}", err.message);
 }
 
@@ -61,7 +64,11 @@ fn a_fleet_yaml_default_error_points_at_fleet_yaml() {
     let dir = common::copy_example_fleet();
     let path = dir.path().join("fleet.yaml");
     let text = fs::read_to_string(&path).expect("read");
-    fs::write(&path, text.replace("timezone: UTC", "timezone: Mars/Olympus")).expect("write");
+    fs::write(
+        &path,
+        text.replace("timezone: UTC", "timezone: Mars/Olympus"),
+    )
+    .expect("write");
     let loaded = manifest::load(dir.path(), LoadOptions::default());
     let err = loaded.errors().next().expect("an error");
     assert!(err.file.ends_with("fleet.yaml"), "{err}");

@@ -9,7 +9,8 @@ use steward::manifest::schema::Kind;
 fn the_checked_in_schemas_match_the_types() {
     for kind in [Kind::Fleet, Kind::Client] {
         let path = common::repo_root().join("schemas").join(kind.file_name());
-        let on_disk = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let on_disk = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
         assert!(
             on_disk == render(kind),
             "{} is stale: run `cargo run -- schema --out schemas` and commit the result",
@@ -29,7 +30,10 @@ fn every_example_manifest_validates_against_the_published_schema() {
         )
         .expect("json");
         let validator = jsonschema::validator_for(&schema).expect("valid schema");
-        let errors: Vec<String> = validator.iter_errors(&doc.value).map(|e| e.to_string()).collect();
+        let errors: Vec<String> = validator
+            .iter_errors(&doc.value)
+            .map(|e| e.to_string())
+            .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", file.display());
     };
     check(Kind::Fleet, root.join("fleet/fleet.yaml"));

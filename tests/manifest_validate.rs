@@ -10,7 +10,13 @@ use common::{copy_example_fleet, stderr, stdout, steward};
 fn the_example_fleet_is_valid() {
     let fleet = common::repo_root().join("fleet");
     let output = steward(&["validate", "--fleet", fleet.to_str().expect("utf8")], &[]);
-    assert_eq!(output.status.code(), Some(0), "{}{}", stdout(&output), stderr(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
     assert!(stderr(&output).contains("3 clients"), "{}", stderr(&output));
 }
 
@@ -20,16 +26,24 @@ fn a_broken_fleet_reports_every_error_with_file_line_column_field_and_suggestion
     let clients = dir.path().join("clients");
     // A typo in a key.
     let globex = fs::read_to_string(clients.join("globex.yaml")).expect("read");
-    fs::write(clients.join("globex.yaml"), globex.replace("schemaVersion:", "schemaVerison:")).expect("write");
+    fs::write(
+        clients.join("globex.yaml"),
+        globex.replace("schemaVersion:", "schemaVerison:"),
+    )
+    .expect("write");
     // A wrong type.
     let acme = fs::read_to_string(clients.join("acme.yaml")).expect("read");
-    fs::write(clients.join("acme.yaml"), acme.replace("  wave: canary\n", "  wave: canary\n  suspend: maybe\n"))
-        .expect("write");
+    fs::write(
+        clients.join("acme.yaml"),
+        acme.replace("  wave: canary\n", "  wave: canary\n  suspend: maybe\n"),
+    )
+    .expect("write");
     // A duplicate client: a second file declaring initech.
     let initech = fs::read_to_string(clients.join("initech.yaml")).expect("read");
     fs::write(clients.join("initech-copy.yaml"), &initech).expect("write");
     // An alias bomb.
-    let mut bomb = String::from("apiVersion: steward/v1\nkind: Client\nmetadata: {name: bomb}\nspec:\n");
+    let mut bomb =
+        String::from("apiVersion: steward/v1\nkind: Client\nmetadata: {name: bomb}\nspec:\n");
     bomb.push_str("  a0: &a0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
     for i in 1..9 {
         let refs = vec![format!("*a{}", i - 1); 9].join(",");
@@ -37,7 +51,10 @@ fn a_broken_fleet_reports_every_error_with_file_line_column_field_and_suggestion
     }
     fs::write(clients.join("bomb.yaml"), bomb).expect("write");
 
-    let output = steward(&["validate", "--fleet", dir.path().to_str().expect("utf8")], &[]);
+    let output = steward(
+        &["validate", "--fleet", dir.path().to_str().expect("utf8")],
+        &[],
+    );
     let out = stdout(&output);
     assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
 
@@ -60,7 +77,11 @@ fn a_broken_fleet_reports_every_error_with_file_line_column_field_and_suggestion
 
     let bomb = line("bomb.yaml");
     assert!(bomb.contains("refused"), "{bomb}");
-    assert!(!output.stderr.windows(5).any(|w| w == b"panic"), "{}", stderr(&output));
+    assert!(
+        !output.stderr.windows(5).any(|w| w == b"panic"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
@@ -69,7 +90,16 @@ fn validate_as_json_lists_diagnostics_with_positions() {
     let path = dir.path().join("clients/initech.yaml");
     let text = fs::read_to_string(&path).expect("read");
     fs::write(&path, text.replace("apply: manual", "apply: sometimes")).expect("write");
-    let output = steward(&["validate", "--fleet", dir.path().to_str().expect("utf8"), "--format", "json"], &[]);
+    let output = steward(
+        &[
+            "validate",
+            "--fleet",
+            dir.path().to_str().expect("utf8"),
+            "--format",
+            "json",
+        ],
+        &[],
+    );
     assert_eq!(output.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(report["valid"], false);
@@ -82,7 +112,12 @@ fn validate_as_json_lists_diagnostics_with_positions() {
     assert_eq!(diag["field"], "spec.policy.apply");
     assert_eq!(diag["line"], 20);
     assert_eq!(diag["suggestion"], serde_json::Value::Null);
-    assert!(diag["message"].as_str().expect("msg").contains("auto, manual"));
+    assert!(
+        diag["message"]
+            .as_str()
+            .expect("msg")
+            .contains("auto, manual")
+    );
 }
 
 #[test]
@@ -91,8 +126,14 @@ fn require_secrets_turns_unset_secret_variables_into_errors() {
     let fleet = fleet.to_str().expect("utf8");
     let lenient = steward(&["validate", "--fleet", fleet], &[]);
     assert_eq!(lenient.status.code(), Some(0));
-    assert!(stdout(&lenient).contains("warning: spec.database.url: secret variable ACME_DATABASE_URL is not set"));
+    assert!(
+        stdout(&lenient)
+            .contains("warning: spec.database.url: secret variable ACME_DATABASE_URL is not set")
+    );
     let strict = steward(&["validate", "--fleet", fleet, "--require-secrets"], &[]);
     assert_eq!(strict.status.code(), Some(1));
-    assert!(stdout(&strict).contains("error: spec.database.url: secret variable ACME_DATABASE_URL is not set"));
+    assert!(
+        stdout(&strict)
+            .contains("error: spec.database.url: secret variable ACME_DATABASE_URL is not set")
+    );
 }

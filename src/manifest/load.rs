@@ -309,7 +309,13 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
     let mut declared: BTreeMap<String, PathBuf> = BTreeMap::new();
     for (stem, parsed) in parsed_clients {
         // Duplicates are checked on the declared name, whatever else is wrong with the file.
-        let name = parsed.doc.value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or(&stem).to_owned();
+        let name = parsed
+            .doc
+            .value
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or(&stem)
+            .to_owned();
         let duplicate = declared.get(&name).cloned();
         if let Some(first) = &duplicate {
             let at = parsed.doc.spans.value("/metadata/name");
@@ -317,12 +323,21 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
                 &parsed.file,
                 at,
                 "metadata.name",
-                format!("duplicate client name `{name}`, also declared in {}", first.display()),
+                format!(
+                    "duplicate client name `{name}`, also declared in {}",
+                    first.display()
+                ),
             ));
         } else {
             declared.insert(name, parsed.file.clone());
         }
-        let ctx = Context { fleet: &fleet_parsed, client: &parsed, manifest: &manifest, catalog: &catalog, options };
+        let ctx = Context {
+            fleet: &fleet_parsed,
+            client: &parsed,
+            manifest: &manifest,
+            catalog: &catalog,
+            options,
+        };
         let before = diagnostics.iter().filter(|d| d.is_error()).count();
         let client = resolve_client(&ctx, &stem, &defaults, &mut diagnostics);
         let clean = diagnostics.iter().filter(|d| d.is_error()).count() == before;

@@ -10,7 +10,8 @@ use sqlx::{Connection, Executor, PgConnection};
 
 /// The server tests create their databases on.
 pub fn server_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 const HOW_TO_START: &str = "start one with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start \
@@ -30,18 +31,30 @@ impl TestDb {
         let admin_url = server_url();
         let mut admin = PgConnection::connect(&admin_url)
             .await
-            .unwrap_or_else(|err| panic!("no Postgres answers at {admin_url}: {err}\n{HOW_TO_START}"));
-        let name = format!("steward_test_{}_{:08x}", std::process::id(), rand::random::<u32>());
+            .unwrap_or_else(|err| {
+                panic!("no Postgres answers at {admin_url}: {err}\n{HOW_TO_START}")
+            });
+        let name = format!(
+            "steward_test_{}_{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        );
         admin
             .execute(format!("CREATE DATABASE \"{name}\"").as_str())
             .await
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
         let url = with_database(&admin_url, &name);
-        TestDb { name, url, admin_url }
+        TestDb {
+            name,
+            url,
+            admin_url,
+        }
     }
 
     pub async fn connect(&self) -> PgConnection {
-        PgConnection::connect(&self.url).await.expect("connect to the test database")
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 }
 
@@ -52,10 +65,14 @@ impl Drop for TestDb {
         // Drop runs inside the test's runtime; a fresh thread with its own runtime
         // avoids blocking (or nesting) it.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await?;
-                admin.execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str()).await?;
+                admin
+                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .await?;
                 Ok::<_, sqlx::Error>(())
             })?;
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
@@ -74,7 +91,9 @@ pub fn with_database(url: &str, name: &str) -> String {
         None => (url, None),
     };
     let base = match base.rfind('/') {
-        Some(cut) if base[..cut].contains("//") && cut > base.find("//").unwrap_or(0) + 1 => &base[..cut],
+        Some(cut) if base[..cut].contains("//") && cut > base.find("//").unwrap_or(0) + 1 => {
+            &base[..cut]
+        }
         _ => base,
     };
     match query {
@@ -96,7 +115,10 @@ pub fn copy_example_fleet() -> tempfile::TempDir {
     let fleet_yaml = dir.path().join("fleet.yaml");
     let text = std::fs::read_to_string(&fleet_yaml).expect("read fleet.yaml");
     let migrations = repo_root().join("migrations");
-    let text = text.replace("migrations: ../migrations", &format!("migrations: {}", migrations.display()));
+    let text = text.replace(
+        "migrations: ../migrations",
+        &format!("migrations: {}", migrations.display()),
+    );
     std::fs::write(&fleet_yaml, text).expect("write fleet.yaml");
     dir
 }
@@ -117,7 +139,10 @@ pub fn copy_dir(src: &Path, dst: &Path) {
 /// Run the steward binary with arguments and extra environment.
 pub fn steward(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
-    command.args(args).env_remove("RUST_LOG").env("NO_COLOR", "1");
+    command
+        .args(args)
+        .env_remove("RUST_LOG")
+        .env("NO_COLOR", "1");
     for (key, value) in env {
         command.env(key, value);
     }

@@ -1,0 +1,135 @@
+//! What the planner is given: the desired state with secrets reduced to fingerprints, and
+//! the observed state of Postgres and Vercel, as plain data. Producing these values is
+//! I/O and happens elsewhere (`apply::observe`); the planner never does any.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::manifest::{ClientConfig, CodeVersion};
+use crate::migrations::Version;
+
+/// A client's desired state, ready to plan: the config, the code version resolved to a
+/// commit, and each env value reduced to a keyed fingerprint.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub config: ClientConfig,
+    /// The commit to run (a tag already resolved through GitHub).
+    pub sha: String,
+    /// The version as written in the manifest (a sha, or a tag shown beside its sha).
+    pub version: CodeVersion,
+    pub env: Vec<DesiredEnv>,
+    /// The fleet revision (Git HEAD of the manifests) this desired state comes from.
+    pub revision: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredEnv {
+    pub key: String,
+    /// HMAC fingerprint of the value under the fleet's key; never the value.
+    pub fingerprint: String,
+    pub sensitive: bool,
+}
+
+/// Everything observed about one client.
+#[derive(Debug, Clone, Default)]
+pub struct Observed {
+    pub schema: SchemaObserved,
+    pub code: CodeObserved,
+    pub env: Vec<ObservedEnv>,
+    /// The last failed apply, if the client is in the Failed state.
+    pub failure: Option<Failure>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SchemaObserved {
+    /// Whether `steward adopt` marked this database as this client's.
+    pub identity: IdentityObserved,
+    /// Highest version whose latest row is `applied`.
+    pub current: Option<Version>,
+    /// Applied versions and the checksums recorded when they ran (None: adopted by baseline).
+    pub applied: Vec<(Version, Option<String>)>,
+    /// Versions whose latest row is `failed` or `in_progress`: a crash left them.
+    pub unfinished: Vec<(Version, String)>,
+    /// Schema version of the newest backup, if any.
+    pub last_backup: Option<BackupObserved>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum IdentityObserved {
+    #[default]
+    Matches,
+    NotAdopted,
+    OtherClient(String),
+    PinnedMismatch {
+        pinned: uuid::Uuid,
+        found: uuid::Uuid,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupObserved {
+    pub id: String,
+    pub version: Option<Version>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CodeObserved {
+    /// The deployment serving production now.
+    pub production: Option<Deployment>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Deployment {
+    pub id: String,
+    pub sha: Option<String>,
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObservedEnv {
+    pub key: String,
+    /// The fingerprint steward wrote into the variable's comment; None when steward did
+    /// not create this variable.
+    pub fingerprint: Option<String>,
+    pub sensitive: bool,
+    /// Someone changed the variable after steward wrote it (its `updatedAt` moved).
+    pub drifted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub plan_hash: String,
+    pub step: String,
+    pub error: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Facts about the rest of the fleet and who is asking, decided outside the planner.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub now: DateTime<Utc>,
+    pub mode: Mode,
+    /// Why an earlier wave blocks this client, if it does.
+    pub wave_blocked: Option<String>,
+}
+
+/// Who will carry the plan out. A person running `steward apply` is the approval that a
+/// `policy.apply: manual` client waits for; the daemon is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Daemon,
+    Operator,
+}
+
+/// What lint said about one migration, reduced to what planning needs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct LintSummary {
+    /// Destructive statements in the `.up.sql`, as `file:line: message`.
+    pub destructive_up: Vec<String>,
+    /// Destructive statements in the `.down.sql`.
+    pub destructive_down: Vec<String>,
+    /// Hazards and unreadable statements, shown but not blocking.
+    pub warnings: Vec<String>,
+}

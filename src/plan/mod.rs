@@ -1,0 +1,450 @@
+//! The planner: a pure function from desired and observed state to an ordered list of
+//! guarded steps. No tokio, no sqlx, no reqwest here: the same inputs give the same
+//! `Plan` (and the same hash) every time, which is what lets one value drive `plan`,
+//! `apply --dry-run`, `apply` and the daemon, and lets table tests cover every case.
+
+mod diff;
+mod input;
+pub mod render;
+mod step;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+pub use diff::env_changes;
+pub use input::{
+    BackupObserved, CodeObserved, Context, Deployment, Desired, DesiredEnv, Failure,
+    IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, SchemaObserved,
+};
+pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo};
+
+use crate::manifest::schedule::WindowState;
+use crate::manifest::{ApplyPolicy, BackupPolicy, DestructivePolicy};
+use crate::migrations::{Catalog, Version};
+
+/// One client's plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub client: String,
+    pub steps: Vec<Step>,
+    pub changes: Changes,
+    /// Reasons the plan may not run now (it will later, untouched).
+    pub holds: Vec<Hold>,
+    /// Reasons the plan cannot run until someone changes something.
+    pub blocks: Vec<Block>,
+    /// Lint findings of the migrations this plan runs.
+    pub lint: Vec<String>,
+    /// Notes a reviewer should read (e.g. sensitive values re-applied from the manifest).
+    pub notes: Vec<String>,
+    /// sha256 over the steps and the inputs that matter, first 16 hex characters.
+    pub hash: String,
+}
+
+/// What changes, old → new, for summaries and PR comments.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Changes {
+    pub code: Option<(Option<String>, String)>,
+    /// The manifest's version when it is a tag, shown beside the sha it resolved to.
+    pub tag: Option<String>,
+    pub schema: Option<(Option<Version>, Version)>,
+    pub env: Vec<EnvChange>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.code.is_none() && self.schema.is_none() && self.env.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Hold {
+    Suspended,
+    OutsideWindow {
+        next_open: Option<DateTime<Utc>>,
+    },
+    AwaitingApproval,
+    Failed {
+        step: String,
+        error: String,
+        at: DateTime<Utc>,
+    },
+    Wave {
+        reason: String,
+    },
+}
+
+impl fmt::Display for Hold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Hold::Suspended => f.write_str("suspended (spec.suspend: true)"),
+            Hold::OutsideWindow {
+                next_open: Some(at),
+            } => {
+                write!(
+                    f,
+                    "outside the maintenance window; next opens {}",
+                    at.format("%Y-%m-%d %H:%M UTC")
+                )
+            }
+            Hold::OutsideWindow { next_open: None } => {
+                f.write_str("outside the maintenance window")
+            }
+            Hold::AwaitingApproval => {
+                f.write_str("awaiting approval (policy.apply: manual): run `steward apply`")
+            }
+            Hold::Failed { step, error, at } => write!(
+                f,
+                "failed at {step} on {} with this same plan: {error}; change the manifest or run `steward retry`",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            Hold::Wave { reason } => write!(f, "waiting for an earlier wave: {reason}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Block {
+    /// The database is not this client's (or not adopted).
+    Identity { reason: String },
+    /// A crash left a migration `failed` or `in_progress`.
+    Unfinished { version: Version, status: String },
+    /// An applied migration's file changed since it ran.
+    ChecksumMismatch {
+        version: Version,
+        recorded: String,
+        on_disk: String,
+    },
+    /// The database is at a version the migrations folder does not have.
+    UnknownVersion { version: Version },
+    /// A destructive statement under `policy.destructive: deny`.
+    Destructive { version: Version, finding: String },
+    /// A downgrade through a migration without `.down.sql`.
+    Irreversible { version: Version },
+}
+
+impl fmt::Display for Block {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Block::Identity { reason } => write!(f, "wrong database: {reason}"),
+            Block::Unfinished { version, status } => write!(
+                f,
+                "migration {version} is `{status}` after an interrupted run; inspect it, then `steward repair --version {version} --mark applied|rolled-back`"
+            ),
+            Block::ChecksumMismatch {
+                version,
+                recorded,
+                on_disk,
+            } => write!(
+                f,
+                "applied migration {version} was edited: recorded checksum {recorded}, file now {on_disk}; add a new migration instead"
+            ),
+            Block::UnknownVersion { version } => {
+                write!(
+                    f,
+                    "the database is at {version}, which is not in the migrations folder"
+                )
+            }
+            Block::Destructive { version, finding } => write!(
+                f,
+                "migration {version} is destructive ({finding}); set policy.destructive: allow to run it"
+            ),
+            Block::Irreversible { version } => write!(
+                f,
+                "migration {version} has no .down.sql, so the downgrade cannot run; restore a backup with `steward restore` instead"
+            ),
+        }
+    }
+}
+
+/// How a plan stands, for exit codes and PR statuses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// Nothing to do.
+    Converged,
+    /// Changes that will run (now or when holds clear).
+    Changes,
+    /// Changes that cannot run until someone intervenes.
+    Blocked,
+}
+
+impl Plan {
+    pub fn outcome(&self) -> Outcome {
+        if !self.blocks.is_empty() {
+            Outcome::Blocked
+        } else if self.steps.is_empty() {
+            Outcome::Converged
+        } else {
+            Outcome::Changes
+        }
+    }
+
+    /// Whether the executor may start it now.
+    pub fn runnable(&self) -> bool {
+        self.blocks.is_empty() && self.holds.is_empty() && !self.steps.is_empty()
+    }
+
+    /// Whether code reaches production in this plan (so a later failure must roll it back).
+    pub fn promotes(&self) -> bool {
+        self.steps.iter().any(|s| matches!(s, Step::Promote { .. }))
+    }
+}
+
+/// Plan one client. Pure: everything it needs is an argument.
+pub fn plan(
+    desired: &Desired,
+    observed: &Observed,
+    catalog: &Catalog,
+    lint: &dyn Fn(&Version) -> LintSummary,
+    ctx: &Context,
+) -> Plan {
+    let config = &desired.config;
+    let policy = &config.policy;
+    let mut blocks = Vec::new();
+    let mut lint_lines = Vec::new();
+    let mut notes = Vec::new();
+
+    // Schema: guards on what is applied, then the direction of travel.
+    let schema = &observed.schema;
+    match &schema.identity {
+        IdentityObserved::Matches => {}
+        IdentityObserved::NotAdopted => blocks.push(Block::Identity {
+            reason: format!(
+                "the database is not adopted; run `steward adopt {}`",
+                config.name
+            ),
+        }),
+        IdentityObserved::OtherClient(other) => blocks.push(Block::Identity {
+            reason: format!(
+                "the database belongs to client `{other}`, not `{}`",
+                config.name
+            ),
+        }),
+        IdentityObserved::PinnedMismatch { pinned, found } => blocks.push(Block::Identity {
+            reason: format!("its identity is {found}, but the manifest pins {pinned}"),
+        }),
+    }
+    for (version, status) in &schema.unfinished {
+        blocks.push(Block::Unfinished {
+            version: version.clone(),
+            status: status.clone(),
+        });
+    }
+    for (version, recorded) in &schema.applied {
+        match (catalog.get(version), recorded) {
+            (None, _) => blocks.push(Block::UnknownVersion {
+                version: version.clone(),
+            }),
+            (Some(m), Some(recorded)) if *recorded != m.up.checksum => {
+                blocks.push(Block::ChecksumMismatch {
+                    version: version.clone(),
+                    recorded: recorded.clone(),
+                    on_disk: m.up.checksum.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+
+    let target = &config.database.schema_version;
+    let current = schema.current.clone();
+    let mut schema_steps = Vec::new();
+    let mut schema_change = None;
+    let destructive_ok = policy.destructive == DestructivePolicy::Allow;
+    if current.as_ref() != Some(target) {
+        schema_change = Some((current.clone(), target.clone()));
+        let upgrade = current.as_ref().is_none_or(|c| c < target);
+        if upgrade {
+            let versions: Vec<Version> = catalog
+                .between(current.as_ref(), target)
+                .into_iter()
+                .map(|m| m.version.clone())
+                .collect();
+            for v in &versions {
+                let summary = lint(v);
+                for finding in &summary.destructive_up {
+                    lint_lines.push(format!("{v}: destructive: {finding}"));
+                    if !destructive_ok {
+                        blocks.push(Block::Destructive {
+                            version: v.clone(),
+                            finding: finding.clone(),
+                        });
+                    }
+                }
+                lint_lines.extend(summary.warnings.iter().map(|w| format!("{v}: {w}")));
+            }
+            schema_steps.push(Step::MigrateUp {
+                from: current.clone(),
+                to: target.clone(),
+                versions,
+            });
+        } else if let Some(from) = current.clone() {
+            let mut versions: Vec<Version> = catalog
+                .migrations
+                .iter()
+                .filter(|m| &m.version > target && m.version <= from)
+                .map(|m| m.version.clone())
+                .collect();
+            versions.reverse();
+            for v in &versions {
+                if catalog.get(v).is_some_and(|m| !m.is_reversible()) {
+                    blocks.push(Block::Irreversible { version: v.clone() });
+                }
+                for finding in lint(v).destructive_down {
+                    lint_lines.push(format!("{v} (down): destructive: {finding}"));
+                    if !destructive_ok {
+                        blocks.push(Block::Destructive {
+                            version: v.clone(),
+                            finding,
+                        });
+                    }
+                }
+            }
+            schema_steps.push(Step::MigrateDown {
+                from,
+                to: target.clone(),
+                versions,
+            });
+        }
+        schema_steps.push(Step::Verify {
+            version: target.clone(),
+        });
+    }
+
+    // Env and code.
+    let env = env_changes(&desired.env, &observed.env);
+    if env
+        .iter()
+        .any(|c| c.sensitive && c.action == EnvAction::Change)
+    {
+        notes.push(
+            "sensitive values cannot be read back from Vercel: if this update is undone, they are re-applied from the manifest revision they came from".to_owned(),
+        );
+    }
+    let production = observed.code.production.as_ref();
+    let code_changed = production.and_then(|p| p.sha.as_deref()) != Some(desired.sha.as_str());
+    let reason = match (code_changed, !env.is_empty()) {
+        (true, true) => Some(DeployReason::CodeAndEnv),
+        (true, false) => Some(DeployReason::Code),
+        (false, true) => Some(DeployReason::Env),
+        (false, false) => None,
+    };
+    let mut code_steps = Vec::new();
+    if !env.is_empty() {
+        code_steps.push(Step::SetEnv {
+            changes: env.clone(),
+        });
+    }
+    if let Some(reason) = reason {
+        code_steps.extend([
+            Step::Deploy {
+                sha: desired.sha.clone(),
+                reason,
+            },
+            Step::WaitReady,
+            Step::HealthCheck {
+                path: policy.health.path.clone(),
+                expect_status: policy.health.expect_status,
+            },
+            Step::Promote {
+                previous: production.map(|p| p.id.clone()),
+            },
+            Step::Bake {
+                duration: policy.bake,
+            },
+        ]);
+    }
+
+    // Order: forward = schema before code (expand first); downgrade = code before schema.
+    let mut steps = Vec::new();
+    if !schema_steps.is_empty() || !code_steps.is_empty() {
+        steps.push(Step::Preflight);
+        let downgrade = matches!(schema_steps.first(), Some(Step::MigrateDown { .. }));
+        let backup = !schema_steps.is_empty() && policy.backup == BackupPolicy::Required;
+        if backup {
+            steps.push(Step::Backup {
+                version: current.clone(),
+            });
+        }
+        if downgrade {
+            steps.extend(code_steps);
+            steps.extend(schema_steps);
+        } else {
+            steps.extend(schema_steps);
+            steps.extend(code_steps);
+        }
+        steps.push(Step::Record);
+    }
+    if policy.backup == BackupPolicy::Skip && schema_change.is_some() {
+        notes.push("policy.backup: skip — no backup is taken before migrating".to_owned());
+    }
+
+    let changes = Changes {
+        code: code_changed.then(|| (production.and_then(|p| p.sha.clone()), desired.sha.clone())),
+        tag: match &desired.version {
+            crate::manifest::CodeVersion::Tag(tag) => Some(tag.clone()),
+            crate::manifest::CodeVersion::Sha(_) => None,
+        },
+        schema: schema_change,
+        env,
+    };
+    let hash = hash(&config.name, &steps, &changes, desired);
+
+    let mut holds = Vec::new();
+    if !steps.is_empty() {
+        if config.suspend {
+            holds.push(Hold::Suspended);
+        }
+        if let WindowState::Closed { next_open } = config.schedule.state(ctx.now) {
+            holds.push(Hold::OutsideWindow { next_open });
+        }
+        if config.policy.apply == ApplyPolicy::Manual && ctx.mode == Mode::Daemon {
+            holds.push(Hold::AwaitingApproval);
+        }
+        if let Some(failure) = observed.failure.as_ref().filter(|f| f.plan_hash == hash) {
+            holds.push(Hold::Failed {
+                step: failure.step.clone(),
+                error: failure.error.clone(),
+                at: failure.at,
+            });
+        }
+        if let Some(reason) = &ctx.wave_blocked {
+            holds.push(Hold::Wave {
+                reason: reason.clone(),
+            });
+        }
+    }
+    blocks.dedup();
+    Plan {
+        client: config.name.clone(),
+        steps,
+        changes,
+        holds,
+        blocks,
+        lint: lint_lines,
+        notes,
+        hash,
+    }
+}
+
+/// A stable hash: the client, the steps (which embed versions, shas, env fingerprints and
+/// the previous deployment) and the manifest's code version. Holds are not in it: a plan
+/// reviewed outside its window is the same plan inside it.
+fn hash(client: &str, steps: &[Step], changes: &Changes, desired: &Desired) -> String {
+    let input = serde_json::json!({
+        "client": client,
+        "steps": steps,
+        "changes": changes,
+        "version": desired.version,
+    });
+    let digest = Sha256::digest(input.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}

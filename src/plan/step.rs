@@ -1,0 +1,292 @@
+//! Steps: one guarded, reversible action each. A step carries, as data, the guard that is
+//! checked right before it runs and the undo that is recorded before it runs, so a plan
+//! can show both and the executor cannot forget either.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::manifest::duration;
+use crate::migrations::Version;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Step {
+    /// Connection, identity, checksums, no unfinished rows, lock: refuses before any write.
+    Preflight,
+    /// pg_dump of the current schema version, checked readable before it counts.
+    Backup { version: Option<Version> },
+    /// Apply `.up.sql` files (all in one transaction when every one allows it).
+    MigrateUp {
+        from: Option<Version>,
+        to: Version,
+        versions: Vec<Version>,
+    },
+    /// Run `.down.sql` files in reverse.
+    MigrateDown {
+        from: Version,
+        to: Version,
+        versions: Vec<Version>,
+    },
+    /// Version matches, verify files and checks return true, RLS active.
+    Verify { version: Version },
+    /// Write every env change before any build starts.
+    SetEnv { changes: Vec<EnvChange> },
+    /// Build the commit on Vercel (a new deployment, so env changes take effect).
+    Deploy { sha: String, reason: DeployReason },
+    /// Wait until the build is READY.
+    WaitReady,
+    /// Request the deployment's health path before it gets traffic.
+    HealthCheck { path: String, expect_status: u16 },
+    /// Point production at the new deployment.
+    Promote { previous: Option<String> },
+    /// Health-check production for a while; a failure rolls back.
+    Bake {
+        #[serde(serialize_with = "as_duration")]
+        duration: Duration,
+    },
+    /// Write the update record.
+    Record,
+}
+
+fn as_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&duration::format(*d))
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeployReason {
+    /// The commit differs from production.
+    Code,
+    /// Same commit, but env changed: Vercel applies env only to new deployments.
+    Env,
+    /// Both.
+    CodeAndEnv,
+}
+
+/// One env variable's change. Values never appear: only fingerprints, and for sensitive
+/// values not even those.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EnvChange {
+    pub key: String,
+    pub action: EnvAction,
+    pub sensitive: bool,
+    /// Short keyed fingerprints, old → new (omitted for sensitive values).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Why: the manifest changed, or someone changed it in the dashboard.
+    pub drift: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnvAction {
+    Add,
+    Change,
+    Remove,
+}
+
+/// The precondition checked right before a step (like a JSON-patch `test` before `remove`):
+/// if the world moved since the plan was made, the step refuses instead of clobbering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Guard {
+    None,
+    /// The database is this client's, under steward's lock.
+    Identity,
+    /// The schema is still at this version.
+    SchemaAt {
+        version: Option<Version>,
+    },
+    /// The env still has the fingerprints that were observed.
+    EnvUnchanged,
+    /// Production is still this deployment.
+    ProductionIs {
+        deployment: Option<String>,
+    },
+    /// The build reached READY and answered its health check.
+    DeploymentHealthy,
+}
+
+/// What undoes a step, recorded before the step runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Undo {
+    /// Nothing to undo (reads, or artefacts that are harmless to leave).
+    Nothing,
+    /// Run down migrations back to this version.
+    MigrateDownTo { version: Option<Version> },
+    /// Re-apply these migrations (undo of a downgrade).
+    MigrateUpTo { version: Version },
+    /// Put the previous env values back (sensitive ones from the manifest revision they came from).
+    RestoreEnv,
+    /// Promote the previous production deployment again.
+    PromotePrevious { deployment: Option<String> },
+}
+
+impl Step {
+    pub fn guard(&self) -> Guard {
+        match self {
+            Step::Preflight | Step::Record | Step::Bake { .. } | Step::WaitReady => Guard::None,
+            Step::Backup { .. } => Guard::Identity,
+            Step::MigrateUp { from, .. } => Guard::SchemaAt {
+                version: from.clone(),
+            },
+            Step::MigrateDown { from, .. } => Guard::SchemaAt {
+                version: Some(from.clone()),
+            },
+            Step::Verify { version } => Guard::SchemaAt {
+                version: Some(version.clone()),
+            },
+            Step::SetEnv { .. } => Guard::EnvUnchanged,
+            Step::Deploy { .. } | Step::HealthCheck { .. } => Guard::None,
+            Step::Promote { previous } => Guard::ProductionIs {
+                deployment: previous.clone(),
+            },
+        }
+    }
+
+    pub fn undo(&self) -> Undo {
+        match self {
+            Step::MigrateUp { from, .. } => Undo::MigrateDownTo {
+                version: from.clone(),
+            },
+            Step::MigrateDown { from, .. } => Undo::MigrateUpTo {
+                version: from.clone(),
+            },
+            Step::SetEnv { .. } => Undo::RestoreEnv,
+            Step::Promote { previous } => Undo::PromotePrevious {
+                deployment: previous.clone(),
+            },
+            _ => Undo::Nothing,
+        }
+    }
+
+    /// A short name for records and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Step::Preflight => "preflight",
+            Step::Backup { .. } => "backup",
+            Step::MigrateUp { .. } => "migrate_up",
+            Step::MigrateDown { .. } => "migrate_down",
+            Step::Verify { .. } => "verify",
+            Step::SetEnv { .. } => "set_env",
+            Step::Deploy { .. } => "deploy",
+            Step::WaitReady => "wait_ready",
+            Step::HealthCheck { .. } => "health_check",
+            Step::Promote { .. } => "promote",
+            Step::Bake { .. } => "bake",
+            Step::Record => "record",
+        }
+    }
+
+    /// Whether the step changes the database schema (so undo must consider it).
+    pub fn touches_schema(&self) -> bool {
+        matches!(self, Step::MigrateUp { .. } | Step::MigrateDown { .. })
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Preflight => f.write_str("preflight: connection, identity, checksums, lock"),
+            Step::Backup { version } => match version {
+                Some(v) => write!(f, "backup: pg_dump at schema {v}"),
+                None => f.write_str("backup: pg_dump of the empty schema"),
+            },
+            Step::MigrateUp { from, to, versions } => {
+                let from = from
+                    .as_ref()
+                    .map_or("(none)".to_owned(), ToString::to_string);
+                write!(
+                    f,
+                    "migrate up: {from} → {to} ({} migration{})",
+                    versions.len(),
+                    plural(versions.len())
+                )
+            }
+            Step::MigrateDown { from, to, versions } => {
+                write!(
+                    f,
+                    "migrate down: {from} → {to} ({} migration{})",
+                    versions.len(),
+                    plural(versions.len())
+                )
+            }
+            Step::Verify { version } => {
+                write!(f, "verify: schema {version}, verify files, checks, RLS")
+            }
+            Step::SetEnv { changes } => {
+                let keys: Vec<String> = changes
+                    .iter()
+                    .map(|c| format!("{}{}", c.action.sign(), c.key))
+                    .collect();
+                write!(f, "set env: {}", keys.join(", "))
+            }
+            Step::Deploy { sha, reason } => {
+                let why = match reason {
+                    DeployReason::Code => "new code",
+                    DeployReason::Env => "env changed",
+                    DeployReason::CodeAndEnv => "new code and env",
+                };
+                write!(f, "deploy: build {} ({why})", short(sha))
+            }
+            Step::WaitReady => f.write_str("wait: build READY"),
+            Step::HealthCheck {
+                path,
+                expect_status,
+            } => write!(f, "health: GET {path} expects {expect_status}"),
+            Step::Promote { previous } => match previous {
+                Some(prev) => write!(f, "promote: production ← new deployment (was {prev})"),
+                None => f.write_str("promote: production ← new deployment"),
+            },
+            Step::Bake { duration: d } => write!(
+                f,
+                "bake: health-check production for {}",
+                duration::format(*d)
+            ),
+            Step::Record => f.write_str("record: update record in steward_events"),
+        }
+    }
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+impl EnvAction {
+    pub fn sign(self) -> &'static str {
+        match self {
+            EnvAction::Add => "+",
+            EnvAction::Change => "~",
+            EnvAction::Remove => "-",
+        }
+    }
+}
+
+impl fmt::Display for EnvChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.action {
+            EnvAction::Add => "added",
+            EnvAction::Change => "changed",
+            EnvAction::Remove => "removed",
+        };
+        write!(f, "{}{} {what}", self.action.sign(), self.key)?;
+        if self.sensitive {
+            f.write_str(" (sensitive)")?;
+        } else if let (Some(from), Some(to)) = (&self.from, &self.to) {
+            write!(f, " (fingerprint {from} → {to})")?;
+        }
+        if self.drift {
+            f.write_str(" — changed outside steward, restoring the manifest's value")?;
+        }
+        Ok(())
+    }
+}

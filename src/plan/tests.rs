@@ -1,0 +1,528 @@
+//! Table tests for the planner: every case is (desired, observed, context) → expected plan.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use rstest::rstest;
+
+use super::*;
+use crate::manifest::schedule::{Schedule, parse_timezone};
+use crate::manifest::{
+    ApplyPolicy, ClientConfig, CodeConfig, CodeVersion, DatabaseConfig, DestructivePolicy,
+    EnvValue, Policy,
+};
+use crate::migrations::{Catalog, Migration, Script};
+use crate::secret::SecretRef;
+
+const OLD_SHA: &str = "1111111111111111111111111111111111111111";
+const NEW_SHA: &str = "2222222222222222222222222222222222222222";
+
+fn v(text: &str) -> Version {
+    text.parse().expect("version")
+}
+
+fn script(name: &str, sql: &str) -> Script {
+    Script {
+        path: PathBuf::from(name),
+        sql: sql.to_owned(),
+        checksum: format!("sum-{name}"),
+    }
+}
+
+/// Three migrations; the third has no down (irreversible).
+fn catalog() -> Catalog {
+    let m = |version: &str, down: bool| Migration {
+        version: v(version),
+        name: format!("m{version}"),
+        up: script(&format!("{version}.up.sql"), "create table t (a int);"),
+        down: down.then(|| script(&format!("{version}.down.sql"), "drop table t;")),
+        verify: None,
+        no_transaction: false,
+    };
+    Catalog {
+        dir: PathBuf::from("migrations"),
+        migrations: vec![
+            m("2024_01_01_001", true),
+            m("2024_02_01_001", true),
+            m("2024_03_01_001", false),
+        ],
+    }
+}
+
+fn applied(versions: &[&str]) -> Vec<(Version, Option<String>)> {
+    versions
+        .iter()
+        .map(|x| (v(x), Some(format!("sum-{x}.up.sql"))))
+        .collect()
+}
+
+fn config() -> ClientConfig {
+    ClientConfig {
+        name: "acme".to_owned(),
+        labels: BTreeMap::new(),
+        wave: None,
+        suspend: false,
+        code: CodeConfig {
+            project: "acme-web".to_owned(),
+            version: CodeVersion::Sha(NEW_SHA.to_owned()),
+        },
+        database: DatabaseConfig {
+            url: SecretRef::env("ACME_DATABASE_URL"),
+            identity: None,
+            schema_version: v("2024_02_01_001"),
+            rls_tables: Vec::new(),
+            checks: Vec::new(),
+        },
+        env: BTreeMap::from([("LOG_LEVEL".to_owned(), EnvValue::Literal("info".to_owned()))]),
+        schedule: Schedule::any_time(),
+        policy: Policy {
+            bake: Duration::from_secs(60),
+            ..Policy::default()
+        },
+    }
+}
+
+fn env(key: &str, fp: &str, sensitive: bool) -> DesiredEnv {
+    DesiredEnv {
+        key: key.to_owned(),
+        fingerprint: fp.to_owned(),
+        sensitive,
+    }
+}
+
+fn seen(key: &str, fp: &str, sensitive: bool) -> ObservedEnv {
+    ObservedEnv {
+        key: key.to_owned(),
+        fingerprint: Some(fp.to_owned()),
+        sensitive,
+        drifted: false,
+    }
+}
+
+/// A converged client: schema at target, production on NEW_SHA, env as desired.
+fn converged() -> (Desired, Observed) {
+    let desired = Desired {
+        config: config(),
+        sha: NEW_SHA.to_owned(),
+        version: CodeVersion::Sha(NEW_SHA.to_owned()),
+        env: vec![
+            env("LOG_LEVEL", "fp-info", false),
+            env("STRIPE_KEY", "fp-key1", true),
+        ],
+        revision: Some("abc".to_owned()),
+    };
+    let observed = Observed {
+        schema: SchemaObserved {
+            current: Some(v("2024_02_01_001")),
+            applied: applied(&["2024_01_01_001", "2024_02_01_001"]),
+            ..SchemaObserved::default()
+        },
+        code: CodeObserved {
+            production: Some(Deployment {
+                id: "dpl_old".to_owned(),
+                sha: Some(NEW_SHA.to_owned()),
+                url: None,
+            }),
+        },
+        env: vec![
+            seen("LOG_LEVEL", "fp-info", false),
+            seen("STRIPE_KEY", "fp-key1", true),
+        ],
+        failure: None,
+    };
+    (desired, observed)
+}
+
+fn now() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("2026-11-24T12:00:00Z")
+        .expect("time")
+        .with_timezone(&Utc) // a Tuesday
+}
+
+fn ctx(mode: Mode) -> Context {
+    Context {
+        now: now(),
+        mode,
+        wave_blocked: None,
+    }
+}
+
+fn no_lint(_: &Version) -> LintSummary {
+    LintSummary::default()
+}
+
+fn run(desired: &Desired, observed: &Observed) -> Plan {
+    plan(
+        desired,
+        observed,
+        &catalog(),
+        &no_lint,
+        &ctx(Mode::Operator),
+    )
+}
+
+fn kinds(plan: &Plan) -> Vec<&'static str> {
+    plan.steps.iter().map(Step::kind).collect()
+}
+
+const CODE_TAIL: [&str; 5] = ["deploy", "wait_ready", "health_check", "promote", "bake"];
+
+fn with(prefix: &[&'static str], middle: &[&'static str], tail: bool) -> Vec<&'static str> {
+    let mut out = prefix.to_vec();
+    out.extend_from_slice(middle);
+    if tail {
+        out.extend_from_slice(&CODE_TAIL);
+    }
+    out.push("record");
+    out
+}
+
+#[rstest]
+#[case::nothing_to_do("converged", vec![])]
+#[case::schema_only("schema", with(&["preflight", "backup", "migrate_up", "verify"], &[], false))]
+#[case::env_only("env", with(&["preflight", "set_env"], &[], true))]
+#[case::code_only("code", with(&["preflight"], &[], true))]
+#[case::all_three("all", with(&["preflight", "backup", "migrate_up", "verify", "set_env"], &[], true))]
+#[case::downgrade_runs_code_first_then_down_migrations("downgrade", with(&["preflight", "backup"], &["deploy", "wait_ready", "health_check", "promote", "bake", "migrate_down", "verify"], false))]
+#[case::a_missing_backup_is_taken_before_migrating("no_backup", with(&["preflight", "backup", "migrate_up", "verify"], &[], false))]
+fn steps_come_in_the_guarded_order(#[case] scenario: &str, #[case] expected: Vec<&'static str>) {
+    let (mut desired, mut observed) = converged();
+    match scenario {
+        "converged" => {}
+        "schema" => observed.schema.current = Some(v("2024_01_01_001")),
+        "env" => desired.env[0].fingerprint = "fp-debug".to_owned(),
+        "code" => observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned()),
+        "all" => {
+            observed.schema.current = Some(v("2024_01_01_001"));
+            desired.env[0].fingerprint = "fp-debug".to_owned();
+            observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+        }
+        "downgrade" => {
+            desired.config.database.schema_version = v("2024_01_01_001");
+            desired.config.policy.destructive = DestructivePolicy::Allow;
+            desired.sha = OLD_SHA.to_owned();
+        }
+        "no_backup" => {
+            observed.schema.current = None;
+            observed.schema.applied.clear();
+            observed.schema.last_backup = None;
+        }
+        other => unreachable!("{other}"),
+    }
+    let plan = run(&desired, &observed);
+    assert_eq!(kinds(&plan), expected);
+    assert!(plan.blocks.is_empty(), "{:?}", plan.blocks);
+    assert_eq!(
+        plan.outcome(),
+        if expected.is_empty() {
+            Outcome::Converged
+        } else {
+            Outcome::Changes
+        }
+    );
+}
+
+#[test]
+fn a_destructive_migration_is_blocked_under_deny_and_runs_under_allow() {
+    let (desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_01_01_001"));
+    let lint = |version: &Version| LintSummary {
+        destructive_up: if version.as_str() == "2024_02_01_001" {
+            vec!["x.up.sql:3: DROP COLUMN".to_owned()]
+        } else {
+            vec![]
+        },
+        ..LintSummary::default()
+    };
+    let blocked = plan(&desired, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    assert_eq!(blocked.outcome(), Outcome::Blocked);
+    assert!(blocked.blocks.iter().any(
+        |b| matches!(b, Block::Destructive { version, .. } if version.as_str() == "2024_02_01_001")
+    ));
+    assert!(!blocked.runnable());
+
+    let mut allowed = desired.clone();
+    allowed.config.policy.destructive = DestructivePolicy::Allow;
+    let plan = plan(&allowed, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    assert_eq!(plan.outcome(), Outcome::Changes);
+    assert!(plan.lint.iter().any(|l| l.contains("DROP COLUMN")));
+}
+
+#[test]
+fn outside_the_window_the_plan_holds_and_says_when_the_window_opens() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    desired.config.schedule = Schedule {
+        timezone: parse_timezone("Europe/Berlin").expect("tz"),
+        windows: vec!["Sat 02:00-05:00".parse().expect("window")],
+        urgent: false,
+    };
+    let plan = run(&desired, &observed);
+    let next = DateTime::parse_from_rfc3339("2026-11-28T01:00:00Z")
+        .expect("t")
+        .with_timezone(&Utc);
+    assert_eq!(
+        plan.holds,
+        vec![Hold::OutsideWindow {
+            next_open: Some(next)
+        }]
+    );
+    assert!(!plan.runnable());
+    assert!(plan.holds[0].to_string().contains("2026-11-28 01:00 UTC"));
+}
+
+#[test]
+fn an_urgent_change_bypasses_the_window() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    desired.config.schedule = Schedule {
+        timezone: parse_timezone("UTC").expect("tz"),
+        windows: vec!["Sat 02:00-05:00".parse().expect("window")],
+        urgent: true,
+    };
+    let plan = run(&desired, &observed);
+    assert!(plan.holds.is_empty());
+    assert!(plan.runnable());
+}
+
+#[test]
+fn a_suspended_client_holds_with_its_reason() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    desired.config.suspend = true;
+    let plan = run(&desired, &observed);
+    assert_eq!(plan.holds, vec![Hold::Suspended]);
+    assert_eq!(
+        plan.outcome(),
+        Outcome::Changes,
+        "the change is still shown"
+    );
+}
+
+#[test]
+fn manual_policy_holds_the_daemon_but_not_an_operator() {
+    let (desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    let daemon = plan(
+        &desired,
+        &observed,
+        &catalog(),
+        &no_lint,
+        &ctx(Mode::Daemon),
+    );
+    assert_eq!(daemon.holds, vec![Hold::AwaitingApproval]);
+    let operator = plan(
+        &desired,
+        &observed,
+        &catalog(),
+        &no_lint,
+        &ctx(Mode::Operator),
+    );
+    assert!(operator.holds.is_empty());
+    assert_eq!(
+        daemon.hash, operator.hash,
+        "who runs it does not change what it is"
+    );
+}
+
+#[test]
+fn a_client_that_failed_with_this_same_plan_is_held_until_the_manifest_changes() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    let first = run(&desired, &observed);
+    observed.failure = Some(Failure {
+        plan_hash: first.hash.clone(),
+        step: "health_check".to_owned(),
+        error: "503".to_owned(),
+        at: now(),
+    });
+    let again = run(&desired, &observed);
+    assert!(
+        matches!(again.holds.as_slice(), [Hold::Failed { step, .. }] if step == "health_check")
+    );
+
+    desired.sha = "3333333333333333333333333333333333333333".to_owned();
+    let changed = run(&desired, &observed);
+    assert_ne!(changed.hash, first.hash);
+    assert!(changed.holds.is_empty(), "a new manifest is a new plan");
+}
+
+#[test]
+fn env_changed_in_the_dashboard_is_drift_and_is_put_back() {
+    let (desired, mut observed) = converged();
+    observed.env[0].drifted = true;
+    let plan = run(&desired, &observed);
+    assert_eq!(plan.changes.env.len(), 1);
+    let change = &plan.changes.env[0];
+    assert_eq!(
+        (change.key.as_str(), change.action, change.drift),
+        ("LOG_LEVEL", EnvAction::Change, true)
+    );
+    assert!(matches!(
+        plan.steps.iter().find(|s| s.kind() == "deploy"),
+        Some(Step::Deploy {
+            reason: DeployReason::Env,
+            ..
+        })
+    ));
+}
+
+#[rstest]
+#[case::unchanged("fp-key1", 0)]
+#[case::changed("fp-key2", 1)]
+fn a_sensitive_value_is_compared_by_fingerprint_and_never_shown(
+    #[case] fingerprint: &str,
+    #[case] expected: usize,
+) {
+    let (mut desired, observed) = converged();
+    desired.env[1].fingerprint = fingerprint.to_owned();
+    let plan = run(&desired, &observed);
+    assert_eq!(plan.changes.env.len(), expected);
+    if let Some(change) = plan.changes.env.first() {
+        assert!(change.sensitive);
+        assert_eq!(
+            (change.from.as_deref(), change.to.as_deref()),
+            (None, None),
+            "no fingerprint for sensitive values"
+        );
+        assert!(!plan.notes.is_empty(), "the undo caveat is explained");
+    }
+}
+
+#[test]
+fn only_variables_steward_created_are_removed() {
+    let (desired, mut observed) = converged();
+    observed.env.push(seen("OLD_FLAG", "fp-old", false));
+    observed.env.push(ObservedEnv {
+        key: "POSTGRES_URL".to_owned(),
+        fingerprint: None,
+        sensitive: true,
+        drifted: false,
+    });
+    let plan = run(&desired, &observed);
+    let keys: Vec<(&str, EnvAction)> = plan
+        .changes
+        .env
+        .iter()
+        .map(|c| (c.key.as_str(), c.action))
+        .collect();
+    assert_eq!(keys, vec![("OLD_FLAG", EnvAction::Remove)]);
+}
+
+#[test]
+fn a_downgrade_through_an_irreversible_migration_is_blocked() {
+    let (mut desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_03_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001", "2024_02_01_001", "2024_03_01_001"]);
+    desired.config.policy.destructive = DestructivePolicy::Allow;
+    let plan = run(&desired, &observed);
+    assert_eq!(plan.outcome(), Outcome::Blocked);
+    assert_eq!(
+        plan.blocks,
+        vec![Block::Irreversible {
+            version: v("2024_03_01_001")
+        }]
+    );
+    assert!(plan.blocks[0].to_string().contains("steward restore"));
+}
+
+#[test]
+fn an_edited_applied_migration_blocks_naming_both_checksums() {
+    let (desired, mut observed) = converged();
+    observed.schema.applied[0].1 = Some("sum-from-before".to_owned());
+    let plan = run(&desired, &observed);
+    let text = plan
+        .blocks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("2024_01_01_001")
+            && text.contains("sum-from-before")
+            && text.contains("sum-2024_01_01_001.up.sql"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_database_ahead_of_the_migrations_folder_is_blocked() {
+    let (desired, mut observed) = converged();
+    observed.schema.applied.push((v("2030_01_01_001"), None));
+    observed.schema.current = Some(v("2030_01_01_001"));
+    let plan = run(&desired, &observed);
+    assert!(plan.blocks.contains(&Block::UnknownVersion {
+        version: v("2030_01_01_001")
+    }));
+}
+
+#[test]
+fn the_wrong_database_is_blocked_before_anything_else() {
+    let (desired, mut observed) = converged();
+    observed.schema.identity = IdentityObserved::OtherClient("globex".to_owned());
+    let plan = run(&desired, &observed);
+    assert!(
+        matches!(plan.blocks.as_slice(), [Block::Identity { reason }] if reason.contains("globex"))
+    );
+}
+
+#[test]
+fn an_earlier_wave_holds_a_later_one() {
+    let (desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    let context = Context {
+        wave_blocked: Some("canary: 1 of 2 clients not converged".to_owned()),
+        ..ctx(Mode::Daemon)
+    };
+    let mut d = desired.clone();
+    d.config.policy.apply = ApplyPolicy::Auto;
+    let plan = plan(&d, &observed, &catalog(), &no_lint, &context);
+    assert!(matches!(plan.holds.as_slice(), [Hold::Wave { reason }] if reason.contains("canary")));
+}
+
+#[test]
+fn the_hash_is_stable_and_changes_with_what_would_be_done() {
+    let (desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    let a = run(&desired, &observed);
+    let b = run(&desired, &observed);
+    assert_eq!(a, b);
+    observed.code.production.as_mut().expect("prod").id = "dpl_other".to_owned();
+    assert_ne!(
+        run(&desired, &observed).hash,
+        a.hash,
+        "a different rollback target is a different plan"
+    );
+}
+
+#[test]
+fn renderings_carry_no_secret_and_the_json_has_its_documented_top_level() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    desired.env[1].fingerprint = "fp-key2".to_owned();
+    let plan = run(&desired, &observed);
+    let report = render::Report {
+        plans: vec![plan],
+        errors: vec![],
+        revision: Some("abc".to_owned()),
+    };
+    let json = render::json(&report, Some(&catalog()));
+    for key in [
+        "version", "outcome", "summary", "clients", "errors", "markdown",
+    ] {
+        assert!(json.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(json["outcome"], "changes");
+    let markdown = render::markdown(&report, Some(&catalog()));
+    assert!(markdown.starts_with(render::COMMENT_MARKER));
+    assert!(markdown.contains("| `acme` | changes |"));
+    let text = render::text(&report, false);
+    for out in [markdown, text, json.to_string()] {
+        assert!(
+            !out.contains("fp-key2") && !out.contains("fp-key1"),
+            "sensitive fingerprints stay hidden"
+        );
+    }
+}
