@@ -5,6 +5,7 @@
 //! desired state, `postgres` and `vercel` observe and act on live systems, `plan` is the
 //! pure diff, `apply` executes it, `daemon` loops it, and `commands` is the CLI surface.
 
+pub mod apply;
 pub mod cli;
 pub mod commands;
 pub mod exit;
@@ -12,4 +13,5 @@ pub mod manifest;
 pub mod migrations;
 pub mod output;
 pub mod plan;
+pub mod postgres;
 pub mod secret;

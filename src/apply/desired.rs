@@ -25,14 +25,21 @@ pub enum DesiredError {
         #[source]
         source: SecretError,
     },
-    #[error("client {client}: code.version is tag `{tag}`, which needs spec.github.repo to resolve it to a commit")]
+    #[error(
+        "client {client}: code.version is tag `{tag}`, which needs spec.github.repo to resolve it to a commit"
+    )]
     TagWithoutGithub { client: String, tag: String },
     #[error("client {client}: {message}")]
     Tag { client: String, message: String },
 }
 
 /// Build the desired state. `sha` is the resolved commit (a tag already looked up).
-pub fn build(client: &Client, key: &Secret, sha: String, revision: Option<String>) -> Result<(Desired, EnvValues), DesiredError> {
+pub fn build(
+    client: &Client,
+    key: &Secret,
+    sha: String,
+    revision: Option<String>,
+) -> Result<(Desired, EnvValues), DesiredError> {
     let config = &client.config;
     let mut env = Vec::new();
     let mut values = EnvValues::default();
@@ -40,18 +47,30 @@ pub fn build(client: &Client, key: &Secret, sha: String, revision: Option<String
         let (secret, sensitive) = match value {
             EnvValue::Literal(text) => (Secret::new(text.clone()), false),
             EnvValue::Secret(reference) => {
-                let secret = SecretRef::env(reference.env.clone()).resolve().map_err(|source| DesiredError::Secret {
-                    client: config.name.clone(),
-                    key: name.clone(),
-                    source,
-                })?;
+                let secret = SecretRef::env(reference.env.clone())
+                    .resolve()
+                    .map_err(|source| DesiredError::Secret {
+                        client: config.name.clone(),
+                        key: name.clone(),
+                        source,
+                    })?;
                 (secret, reference.sensitive)
             }
         };
-        env.push(DesiredEnv { key: name.clone(), fingerprint: fingerprint(key, secret.expose()), sensitive });
+        env.push(DesiredEnv {
+            key: name.clone(),
+            fingerprint: fingerprint(key, secret.expose()),
+            sensitive,
+        });
         values.0.push((name.clone(), secret, sensitive));
     }
-    let desired = Desired { config: config.clone(), sha, version: config.code.version.clone(), env, revision };
+    let desired = Desired {
+        config: config.clone(),
+        sha,
+        version: config.code.version.clone(),
+        env,
+        revision,
+    };
     Ok((desired, values))
 }
 

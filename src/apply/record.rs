@@ -160,7 +160,11 @@ pub async fn history(conn: &mut PgConnection, limit: u32) -> Result<Vec<Event>, 
 }
 
 async fn table_exists(conn: &mut PgConnection) -> Result<bool, RecordError> {
-    Ok(sqlx::query_scalar("SELECT to_regclass('steward_events') IS NOT NULL").fetch_one(&mut *conn).await?)
+    Ok(
+        sqlx::query_scalar("SELECT to_regclass('steward_events') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await?,
+    )
 }
 
 /// The Failed state: the newest apply-level outcome is a failure (or a rollback) and no
@@ -179,8 +183,12 @@ pub async fn last_failure(conn: &mut PgConnection) -> Result<Option<Failure>, Re
     Ok(row.and_then(|row| {
         let outcome: String = row.get("outcome");
         matches!(outcome.as_str(), "failed" | "rolled_back").then(|| Failure {
-            plan_hash: row.get::<Option<String>, _>("plan_hash").unwrap_or_default(),
-            step: row.get::<Option<String>, _>("detail").unwrap_or_else(|| "apply".to_owned()),
+            plan_hash: row
+                .get::<Option<String>, _>("plan_hash")
+                .unwrap_or_default(),
+            step: row
+                .get::<Option<String>, _>("detail")
+                .unwrap_or_else(|| "apply".to_owned()),
             error: row.get::<Option<String>, _>("error").unwrap_or_default(),
             at: row.get("at"),
         })

@@ -29,10 +29,16 @@ impl UndoPlan {
 
 /// `completed` are the steps that finished, in the order they ran.
 pub fn decide(completed: &[Step], rollback: RollbackPolicy) -> UndoPlan {
-    let mut plan = UndoPlan { run: Vec::new(), kept: Vec::new() };
+    let mut plan = UndoPlan {
+        run: Vec::new(),
+        kept: Vec::new(),
+    };
     if rollback == RollbackPolicy::Manual {
         for step in completed.iter().rev().filter(|s| s.undo() != Undo::Nothing) {
-            plan.kept.push((step.kind().to_owned(), "policy.rollback: manual — left for an operator".to_owned()));
+            plan.kept.push((
+                step.kind().to_owned(),
+                "policy.rollback: manual — left for an operator".to_owned(),
+            ));
         }
         return plan;
     }
@@ -68,15 +74,35 @@ mod tests {
     fn forward() -> Vec<Step> {
         vec![
             Step::Preflight,
-            Step::Backup { version: Some(v("2024_01_01_001")) },
-            Step::MigrateUp { from: Some(v("2024_01_01_001")), to: v("2024_02_01_001"), versions: vec![v("2024_02_01_001")] },
-            Step::Verify { version: v("2024_02_01_001") },
-            Step::SetEnv { changes: Vec::<EnvChange>::new() },
-            Step::Deploy { sha: "a".repeat(40), reason: DeployReason::Code },
+            Step::Backup {
+                version: Some(v("2024_01_01_001")),
+            },
+            Step::MigrateUp {
+                from: Some(v("2024_01_01_001")),
+                to: v("2024_02_01_001"),
+                versions: vec![v("2024_02_01_001")],
+            },
+            Step::Verify {
+                version: v("2024_02_01_001"),
+            },
+            Step::SetEnv {
+                changes: Vec::<EnvChange>::new(),
+            },
+            Step::Deploy {
+                sha: "a".repeat(40),
+                reason: DeployReason::Code,
+            },
             Step::WaitReady,
-            Step::HealthCheck { path: "/".to_owned(), expect_status: 200 },
-            Step::Promote { previous: Some("dpl_old".to_owned()) },
-            Step::Bake { duration: Duration::from_secs(60) },
+            Step::HealthCheck {
+                path: "/".to_owned(),
+                expect_status: 200,
+            },
+            Step::Promote {
+                previous: Some("dpl_old".to_owned()),
+            },
+            Step::Bake {
+                duration: Duration::from_secs(60),
+            },
         ]
     }
 
@@ -111,6 +137,14 @@ mod tests {
     #[test]
     fn a_verify_failure_undoes_the_migrations_it_checked() {
         let plan = decide(&forward()[..3], RollbackPolicy::Auto);
-        assert_eq!(plan.run, vec![("migrate_up".to_owned(), Undo::MigrateDownTo { version: Some(v("2024_01_01_001")) })]);
+        assert_eq!(
+            plan.run,
+            vec![(
+                "migrate_up".to_owned(),
+                Undo::MigrateDownTo {
+                    version: Some(v("2024_01_01_001"))
+                }
+            )]
+        );
     }
 }

@@ -226,7 +226,7 @@ fn parse_file_name(path: &Path) -> Option<(Version, String, &'static str)> {
 }
 
 /// The directive must sit in the leading comment block, before any SQL.
-fn has_no_transaction_directive(sql: &str) -> bool {
+pub fn has_no_transaction_directive(sql: &str) -> bool {
     sql.lines()
         .map(str::trim)
         .take_while(|line| line.is_empty() || line.starts_with("--"))

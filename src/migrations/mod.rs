@@ -2,7 +2,8 @@
 //! directives. Pure file reading; nothing here talks to a database.
 
 mod catalog;
+pub mod split;
 mod version;
 
-pub use catalog::{Catalog, CatalogError, Migration, Script};
+pub use catalog::{Catalog, CatalogError, Migration, Script, has_no_transaction_directive};
 pub use version::{Version, VersionError};

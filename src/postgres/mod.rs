@@ -1,0 +1,92 @@
+//! A client's database: observe it (schema version, identity, unfinished runs), and
+//! change it under a lock (migrate up or down, verify, back up, restore). Always a real
+//! Postgres; every write happens on one session that holds steward's advisory lock and
+//! has checked the database's identity first.
+
+pub mod backup;
+mod connect;
+mod identity;
+mod lock;
+mod migrate;
+mod observe;
+mod verify;
+mod versions;
+
+pub use connect::{Access, close, connect};
+pub use identity::{Identity, adopt, read_identity};
+pub use lock::{LockHolder, Session};
+pub use migrate::{MigrateReport, Rehearsal};
+pub use observe::{SchemaState, observe};
+pub use verify::{CheckResult, VerifyReport, verify};
+pub use versions::{Row, Status, ensure_table};
+
+use std::path::PathBuf;
+
+use crate::migrations::Version;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    #[error("client {client}: the database URL is not a valid postgres:// URL")]
+    BadUrl { client: String },
+    #[error("client {client}: cannot reach the database: {reason}")]
+    Unreachable { client: String, reason: String },
+    #[error(
+        "client {client}: the database URL points at a transaction-mode pooler (port {port}), where advisory locks and prepared statements break; use the direct URL (db.<project>.supabase.co:5432) or the session-mode pooler (port 5432)"
+    )]
+    TransactionPooler { client: String, port: u16 },
+    #[error("client {client}: {message}")]
+    Refused { client: String, message: String },
+    #[error("client {client}: migration {version} failed at {}:{line}: {message}; nothing of this run was applied", file.display())]
+    Migration {
+        client: String,
+        version: Version,
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error("client {client}: {context}: {source}")]
+    Query {
+        client: String,
+        context: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("client {client}: backup: {message}")]
+    Backup { client: String, message: String },
+}
+
+impl PgError {
+    /// Whether trying again later may help (a network blip), as opposed to a refusal or a
+    /// broken migration that needs a person.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PgError::Unreachable { .. } | PgError::Query { .. })
+    }
+
+    /// A guard said no: exit code 3.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            PgError::Refused { .. } | PgError::TransactionPooler { .. }
+        )
+    }
+
+    pub(crate) fn query(
+        client: &str,
+        context: impl Into<String>,
+    ) -> impl FnOnce(sqlx::Error) -> PgError {
+        let client = client.to_owned();
+        let context = context.into();
+        move |source| PgError::Query {
+            client,
+            context,
+            source,
+        }
+    }
+
+    pub(crate) fn refused(client: &str, message: impl Into<String>) -> PgError {
+        PgError::Refused {
+            client: client.to_owned(),
+            message: message.into(),
+        }
+    }
+}
