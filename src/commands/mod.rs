@@ -1,8 +1,17 @@
 //! One file per subcommand: parse arguments into settings, call the library, print.
 //! `run` is the only entry point; it maps every outcome onto the exit-code convention.
 
+mod adopt;
+mod backup;
+mod lint;
+mod migrate;
+mod preflight;
+mod repair;
+mod restore;
 pub mod schema;
+mod support;
 mod validate;
+mod verify;
 
 use crate::cli::{Cli, Command};
 use crate::exit::Exit;
@@ -14,6 +23,15 @@ pub async fn run(cli: Cli) -> Exit {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, &printer),
         Command::Schema(args) => schema::run(args, &printer),
+        Command::Lint(args) => lint::run(args, &printer),
+        Command::Adopt(args) => adopt::run(args, &printer).await,
+        Command::Preflight(args) => preflight::run(args, &printer).await,
+        Command::Backup(args) => backup::take(args, &printer).await,
+        Command::Backups(args) => backup::list(args, &printer).await,
+        Command::Restore(args) => restore::run(args, &printer).await,
+        Command::Migrate(args) => migrate::run(args, &printer).await,
+        Command::Verify(args) => verify::run(args, &printer).await,
+        Command::Repair(args) => repair::run(args, &printer).await,
         other => Err(anyhow::anyhow!(
             "`steward {}` is not available in this build",
             command_name(&other)

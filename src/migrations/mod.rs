@@ -2,6 +2,7 @@
 //! directives. Pure file reading; nothing here talks to a database.
 
 mod catalog;
+pub mod lint;
 pub mod split;
 mod version;
 

@@ -90,6 +90,33 @@ impl Session {
         Ok(rows)
     }
 
+    pub async fn latest_rows(&mut self) -> Result<Vec<Row>, PgError> {
+        versions::latest_rows(&mut self.conn, &self.client).await
+    }
+
+    /// Record a migration as applied without running it (`adopt --baseline`), with its
+    /// checksum, so later runs can tell when its file is edited.
+    pub async fn record_baseline(
+        &mut self,
+        m: &Migration,
+        actor: Actor<'_>,
+    ) -> Result<(), PgError> {
+        versions::insert(
+            &mut self.conn,
+            &self.client,
+            NewRow {
+                version: &m.version,
+                name: Some(&m.name),
+                checksum: Some(&m.up.checksum),
+                status: Status::Applied,
+                execution_ms: None,
+                actor: actor.name,
+                revision: actor.revision,
+            },
+        )
+        .await
+    }
+
     pub async fn current_version(&mut self) -> Result<Option<Version>, PgError> {
         let rows = versions::latest_rows(&mut self.conn, &self.client).await?;
         Ok(versions::current(&rows))

@@ -15,10 +15,10 @@ mod versions;
 pub use connect::{Access, close, connect};
 pub use identity::{Identity, adopt, read_identity};
 pub use lock::{LockHolder, Session};
-pub use migrate::{MigrateReport, Rehearsal};
+pub use migrate::{Actor, MigrateReport, Rehearsal};
 pub use observe::{SchemaState, observe};
 pub use verify::{CheckResult, VerifyReport, verify};
-pub use versions::{Row, Status, ensure_table};
+pub use versions::{Row, Status, current as current_of, ensure_table};
 
 use std::path::PathBuf;
 

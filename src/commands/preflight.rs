@@ -1,0 +1,128 @@
+//! `steward preflight CLIENT`: the guide's validate-before-update, as a list of checks.
+//! Exit 0 when every check passes, 3 when one refuses.
+
+use anyhow::Result;
+
+use super::support::{load_client, mark};
+use crate::cli::ClientArgs;
+use crate::exit::Exit;
+use crate::manifest::BackupPolicy;
+use crate::output::Printer;
+use crate::plan::IdentityObserved;
+use crate::postgres::{self, backup};
+
+pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
+    let (fleet, client) = load_client(&args)?;
+    let name = client.config.name.clone();
+    let mut checks: Vec<(String, bool, String)> = vec![(
+        "config valid".to_owned(),
+        true,
+        format!("{}", client.file.display()),
+    )];
+    let url = client.config.database.url.resolve();
+    checks.push((
+        "database URL set".to_owned(),
+        url.is_ok(),
+        format!("env {}", client.config.database.url.env),
+    ));
+    if let Ok(url) = url {
+        match postgres::observe(&name, &url, &client.config.database).await {
+            Err(err) => checks.push(("database reachable".to_owned(), false, err.to_string())),
+            Ok((state, _)) => {
+                checks.push((
+                    "database reachable".to_owned(),
+                    true,
+                    "connected (read-only session)".to_owned(),
+                ));
+                let (ok, detail) = match &state.identity {
+                    IdentityObserved::Matches => (true, format!("adopted by {name}")),
+                    IdentityObserved::NotAdopted => {
+                        (false, format!("not adopted: run `steward adopt {name}`"))
+                    }
+                    IdentityObserved::OtherClient(o) => (false, format!("belongs to client `{o}`")),
+                    IdentityObserved::PinnedMismatch { pinned, found } => {
+                        (false, format!("identity {found}, manifest pins {pinned}"))
+                    }
+                };
+                checks.push(("identity matches".to_owned(), ok, detail));
+                let unfinished: Vec<String> = state
+                    .rows
+                    .iter()
+                    .filter(|r| r.status == "failed" || r.status == "in_progress")
+                    .map(|r| format!("{} is {}", r.version, r.status))
+                    .collect();
+                checks.push((
+                    "no interrupted migration".to_owned(),
+                    unfinished.is_empty(),
+                    if unfinished.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        format!("{}; run `steward repair`", unfinished.join(", "))
+                    },
+                ));
+                let mut mismatched = Vec::new();
+                let mut missing = Vec::new();
+                for row in state.rows.iter().filter(|r| r.status == "applied") {
+                    match fleet.catalog.get(&row.version) {
+                        None => missing.push(row.version.to_string()),
+                        Some(m) if row.checksum.as_ref().is_some_and(|c| *c != m.up.checksum) => {
+                            mismatched.push(format!(
+                                "{} (recorded {}, file {})",
+                                row.version,
+                                row.checksum.as_deref().unwrap_or(""),
+                                m.up.checksum
+                            ));
+                        }
+                        Some(_) => {}
+                    }
+                }
+                checks.push((
+                    "applied migrations unchanged".to_owned(),
+                    mismatched.is_empty(),
+                    if mismatched.is_empty() {
+                        "checksums match".to_owned()
+                    } else {
+                        format!("edited: {}", mismatched.join(", "))
+                    },
+                ));
+                checks.push((
+                    "applied versions on disk".to_owned(),
+                    missing.is_empty(),
+                    if missing.is_empty() {
+                        "all present".to_owned()
+                    } else {
+                        format!("missing: {}", missing.join(", "))
+                    },
+                ));
+                if client.config.policy.backup == BackupPolicy::Required {
+                    let backups = backup::list(&name, &fleet.backups_dir)?;
+                    let current = state.current.as_ref().map(ToString::to_string);
+                    let found = backups.iter().find(|b| b.schema_version == current);
+                    checks.push((
+                        "backup of the current version".to_owned(),
+                        found.is_some(),
+                        match found {
+                            Some(b) => format!("{} ({} bytes)", b.id, b.size),
+                            None => format!(
+                                "none at {}: run `steward backup {name}`",
+                                current.as_deref().unwrap_or("(empty schema)")
+                            ),
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    let passed = checks.iter().all(|(_, ok, _)| *ok);
+    let mut out = format!("preflight {name}\n");
+    for (check, ok, detail) in &checks {
+        out.push_str(&format!("  {} {check}: {detail}\n", mark(*ok)));
+    }
+    out.push_str(if passed {
+        "ready to update\n"
+    } else {
+        "not ready: fix the failed checks first\n"
+    });
+    printer.out(out);
+    Ok(if passed { Exit::Success } else { Exit::Refused })
+}

@@ -1,0 +1,62 @@
+//! Small helpers the subcommands share: loading the fleet and one client, resolving its
+//! database URL, and mapping library errors onto the exit-code convention.
+
+use anyhow::{Context as _, Result};
+
+use crate::cli::ClientArgs;
+use crate::exit::Refused;
+use crate::manifest::{Client, Fleet};
+use crate::postgres::PgError;
+use crate::secret::Secret;
+
+/// The fleet and the named client, both checked.
+pub fn load_client(args: &ClientArgs) -> Result<(Fleet, Client)> {
+    let fleet = Fleet::load(&args.fleet.fleet)?;
+    let client = fleet.client(&args.client)?.clone();
+    Ok((fleet, client))
+}
+
+pub fn database_url(client: &Client) -> Result<Secret> {
+    client
+        .config
+        .database
+        .url
+        .resolve()
+        .with_context(|| format!("client {}: spec.database.url", client.config.name))
+}
+
+/// A guard's refusal becomes exit 3; anything else stays an error (exit 1).
+pub fn pg(err: PgError) -> anyhow::Error {
+    if err.is_refusal() {
+        anyhow::Error::new(Refused(err.to_string()))
+    } else {
+        anyhow::Error::new(err)
+    }
+}
+
+/// Who is acting, for records: `$STEWARD_ACTOR`, else the OS user, else "steward".
+pub fn actor() -> String {
+    std::env::var("STEWARD_ACTOR")
+        .or_else(|_| std::env::var("USER"))
+        .map(|user| format!("{user} (cli)"))
+        .unwrap_or_else(|_| "steward (cli)".to_owned())
+}
+
+/// The fleet checkout's HEAD, when the fleet lives in a Git work tree.
+pub fn fleet_revision(fleet: &Fleet) -> Option<String> {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&fleet.dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+pub fn mark(passed: bool) -> &'static str {
+    if passed { "pass" } else { "FAIL" }
+}
