@@ -190,7 +190,7 @@ pub fn list(client: &str, dir: &Path) -> Result<Vec<BackupInfo>, PgError> {
         })
         .filter(|info| folder.join(&info.file).is_file())
         .collect();
-    out.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    out.sort_by_key(|b| std::cmp::Reverse(b.created_at));
     Ok(out)
 }
 
@@ -212,27 +212,72 @@ pub fn find(client: &str, dir: &Path, id: &str) -> Result<(BackupInfo, PathBuf),
     Ok((info, path))
 }
 
-/// Restore a dump over the database: one transaction, stop on the first error.
+/// Restore a dump over the database, in ONE transaction: the `public` schema is dropped
+/// and rebuilt from the dump (so objects created after the backup go too), and if any
+/// statement fails nothing changes. `pg_restore` renders the script; `psql -1` runs it.
 pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgError> {
-    let mut command = Command::new("pg_restore");
-    command
-        .args([
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--single-transaction",
-            "--exit-on-error",
-        ])
-        .arg("--dbname")
-        .arg(
-            libpq_env(client, url)?
-                .iter()
-                .find(|(k, _)| *k == "PGDATABASE")
-                .map_or("postgres".to_owned(), |(_, v)| v.clone()),
-        )
+    let script = Command::new("pg_restore")
+        .args(["--no-owner", "--clean", "--if-exists", "--file=-"])
         .arg(file)
-        .envs(libpq_env(client, url)?);
-    run(client, command, "pg_restore").await
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            err(
+                client,
+                format!("cannot run pg_restore: {e} (install the PostgreSQL client tools)"),
+            )
+        })?;
+    if !script.status.success() {
+        return Err(err(
+            client,
+            format!(
+                "pg_restore failed: {}",
+                String::from_utf8_lossy(&script.stderr).trim()
+            ),
+        ));
+    }
+    let mut psql = Command::new("psql")
+        .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
+        .envs(libpq_env(client, url)?)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            err(
+                client,
+                format!("cannot run psql: {e} (install the PostgreSQL client tools)"),
+            )
+        })?;
+    if let Some(mut stdin) = psql.stdin.take() {
+        use tokio::io::AsyncWriteExt;
+        let write = async {
+            stdin
+                .write_all(b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n")
+                .await?;
+            stdin.write_all(&script.stdout).await?;
+            stdin.shutdown().await
+        };
+        write
+            .await
+            .map_err(|e| err(client, format!("cannot feed psql: {e}")))?;
+    }
+    let output = psql
+        .wait_with_output()
+        .await
+        .map_err(|e| err(client, format!("psql: {e}")))?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(err(
+            client,
+            format!(
+                "restore failed and was rolled back: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ))
+    }
 }
 
 #[cfg(test)]

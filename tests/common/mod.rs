@@ -156,3 +156,10 @@ pub fn stdout(output: &Output) -> String {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// A connection to the server's maintenance database.
+pub async fn admin() -> PgConnection {
+    PgConnection::connect(&server_url())
+        .await
+        .unwrap_or_else(|err| panic!("no Postgres: {err}\n{HOW_TO_START}"))
+}
