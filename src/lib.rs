@@ -1,3 +1,4 @@
+#![recursion_limit = "256"]
 //! steward: converge a fleet of client deployments (Vercel + Postgres) to the state their
 //! Git manifests declare, one guarded, reversible step at a time.
 //!
@@ -8,6 +9,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod emulator;
 pub mod exit;
 pub mod manifest;
 pub mod migrations;
@@ -15,3 +17,4 @@ pub mod output;
 pub mod plan;
 pub mod postgres;
 pub mod secret;
+pub mod vercel;

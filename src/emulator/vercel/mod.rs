@@ -1,0 +1,203 @@
+//! The Vercel API emulator: the paths, versions, JSON shapes and errors steward uses
+//! (see `reference/vercel-github-api.md`, part A), plus deployment URLs that answer HTTP
+//! by Host header so health checks are real requests. Faults are injected through
+//! `/_emulator/` admin endpoints.
+
+mod routes;
+mod state;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+pub use state::{Faults, State};
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorConfig {
+    pub listen: SocketAddr,
+    pub token: String,
+    pub build_time: Duration,
+    pub projects: Vec<String>,
+    pub state_file: Option<PathBuf>,
+}
+
+impl EmulatorConfig {
+    pub fn new(token: impl Into<String>) -> Self {
+        EmulatorConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            token: token.into(),
+            build_time: Duration::from_millis(300),
+            projects: Vec::new(),
+            state_file: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmulatorError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read the state file {}: {message}", path.display())]
+    State { path: PathBuf, message: String },
+}
+
+pub(crate) struct Shared {
+    pub state: Mutex<State>,
+    pub token: String,
+    pub state_file: Option<PathBuf>,
+}
+
+impl Shared {
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic in one handler must not wedge the emulator for every later request.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    pub fn persist(&self) {
+        if let Some(path) = &self.state_file {
+            let json = serde_json::to_vec(&*self.lock()).unwrap_or_default();
+            let tmp = path.with_extension("tmp");
+            if std::fs::write(&tmp, json).is_ok() {
+                let _ = std::fs::rename(&tmp, path);
+            }
+        }
+    }
+}
+
+/// A running emulator. Dropping it stops the server.
+#[derive(Debug)]
+pub struct RunningEmulator {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Shared { .. }")
+    }
+}
+
+impl RunningEmulator {
+    pub async fn start(config: EmulatorConfig) -> Result<RunningEmulator, EmulatorError> {
+        let mut state = match &config.state_file {
+            Some(path) if path.exists() => {
+                let bytes = std::fs::read(path).map_err(|e| EmulatorError::State {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?;
+                serde_json::from_slice(&bytes).map_err(|e| EmulatorError::State {
+                    path: path.clone(),
+                    message: e.to_string(),
+                })?
+            }
+            _ => State::default(),
+        };
+        state.build_ms = config.build_time.as_millis() as u64;
+        for name in &config.projects {
+            state.create_project(name, None);
+        }
+        let shared = Arc::new(Shared {
+            state: Mutex::new(state),
+            token: config.token.clone(),
+            state_file: config.state_file.clone(),
+        });
+        shared.persist();
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| EmulatorError::Bind {
+                    addr: config.listen,
+                    source,
+                })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| EmulatorError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let app = routes::router(shared.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Ok(RunningEmulator {
+            addr,
+            base_url: format!("http://{addr}"),
+            shared,
+            stop: Some(stop),
+        })
+    }
+
+    /// `host:port`, for `connectTo` routes.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
+    pub fn create_project(&self, name: &str, team: Option<&str>) -> String {
+        let id = {
+            let mut state = self.shared.lock();
+            if let Some(team) = team {
+                state.teams.insert(team.to_owned());
+            }
+            state.create_project(name, team.map(str::to_owned))
+        };
+        self.shared.persist();
+        id
+    }
+
+    /// Replace the injected faults.
+    pub fn set_faults(&self, faults: Faults) {
+        self.shared.lock().faults = faults;
+    }
+
+    pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
+        change(&mut self.shared.lock().faults);
+    }
+
+    /// Requests answered so far (API calls only), and by status.
+    pub fn requests(&self) -> u64 {
+        self.shared.lock().stats.requests
+    }
+
+    pub fn reset_stats(&self) {
+        self.shared.lock().stats = state::Stats::default();
+    }
+
+    /// Read the state (tests inspect it).
+    pub fn with_state<T>(&self, read: impl FnOnce(&State) -> T) -> T {
+        let mut state = self.shared.lock();
+        state.settle();
+        read(&state)
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

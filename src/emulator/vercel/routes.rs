@@ -1,0 +1,751 @@
+//! Request handling: auth, team scope, injected faults, then one handler per operation.
+//! Paths are matched by hand rather than by a router table because each operation is
+//! served under several versions (`/v9` and `/v10`, ...) exactly as Vercel keeps old ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State as AxumState;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::Shared;
+use super::state::{Deployment, EnvVar, State, now_ms};
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+type Query = HashMap<String, String>;
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        axum::Json(json!({"error": {"code": code, "message": message.into()}})),
+    )
+        .into_response()
+}
+
+fn ok(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+fn not_found(what: &str, id: &str) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("Could not find the {what}: {id}"),
+    )
+}
+
+async fn handle(
+    AxumState(shared): AxumState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let host = host.split(':').next().unwrap_or_default().to_owned();
+    if host.ends_with(".vercel.app") {
+        return app_request(&shared, &host);
+    }
+    let path = uri.path().to_owned();
+    let query: Query = uri.query().map(form_urlencoded_pairs).unwrap_or_default();
+    if let Some(admin) = path.strip_prefix("/_emulator/") {
+        return admin_request(&shared, &method, admin, &body);
+    }
+
+    let latency = shared.lock().faults.latency_ms;
+    if latency > 0 {
+        tokio::time::sleep(Duration::from_millis(latency)).await;
+    }
+    let response = api_request(&shared, &method, &path, &query, &headers, &body);
+    let mut state = shared.lock();
+    state.stats.requests += 1;
+    *state
+        .stats
+        .by_status
+        .entry(response.status().as_u16())
+        .or_default() += 1;
+    *state
+        .stats
+        .by_route
+        .entry(format!("{method} {}", route_name(&path)))
+        .or_default() += 1;
+    response
+}
+
+fn route_name(path: &str) -> String {
+    path.split('/')
+        .map(|s| {
+            if s.starts_with("prj_") || s.starts_with("dpl_") || s.starts_with("env_") {
+                "{id}"
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn form_urlencoded_pairs(query: &str) -> Query {
+    query
+        .split('&')
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+fn decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(&text[i + 1..i + 3], 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A request to a deployment's own URL: the app's health, or what a fault says.
+fn app_request(shared: &Shared, host: &str) -> Response {
+    let mut state = shared.lock();
+    state.settle();
+    let deployment = state
+        .deployments
+        .values()
+        .find(|d| d.host == host)
+        .cloned()
+        .or_else(|| {
+            let project = state
+                .projects
+                .values()
+                .find(|p| State::production_alias(p) == host)?;
+            project
+                .production
+                .as_ref()
+                .and_then(|id| state.deployments.get(id))
+                .cloned()
+        });
+    let Some(d) = deployment else {
+        return (
+            StatusCode::NOT_FOUND,
+            "The deployment could not be found on Vercel.\n\nDEPLOYMENT_NOT_FOUND\n",
+        )
+            .into_response();
+    };
+    if state.ready_state(&d, now_ms()) != "READY" {
+        return (StatusCode::NOT_FOUND, "DEPLOYMENT_NOT_READY\n").into_response();
+    }
+    match state.faults.unhealthy.get(&d.sha) {
+        Some(&code) => (
+            StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            "unhealthy\n",
+        )
+            .into_response(),
+        None => ok(
+            StatusCode::OK,
+            json!({"status": "ok", "deployment": d.id, "sha": d.sha}),
+        ),
+    }
+}
+
+fn admin_request(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response {
+    let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let response = match (method.as_str(), path) {
+        ("POST", "teams") => {
+            let id = input["id"].as_str().unwrap_or("team_emulator").to_owned();
+            shared.lock().teams.insert(id.clone());
+            ok(StatusCode::CREATED, json!({"id": id}))
+        }
+        ("POST", "projects") => {
+            let Some(name) = input["name"].as_str() else {
+                return error(StatusCode::BAD_REQUEST, "bad_request", "name is required");
+            };
+            let team = input["team"].as_str().map(str::to_owned);
+            let mut state = shared.lock();
+            if let Some(team) = &team {
+                state.teams.insert(team.clone());
+            }
+            let id = state.create_project(name, team);
+            ok(StatusCode::CREATED, json!({"id": id, "name": name}))
+        }
+        ("POST", "faults") => match serde_json::from_value(input) {
+            Ok(faults) => {
+                shared.lock().faults = faults;
+                ok(StatusCode::OK, json!({"ok": true}))
+            }
+            Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
+        },
+        ("GET", "faults") => ok(
+            StatusCode::OK,
+            serde_json::to_value(&shared.lock().faults).unwrap_or_default(),
+        ),
+        ("GET", "stats") => ok(
+            StatusCode::OK,
+            serde_json::to_value(&shared.lock().stats).unwrap_or_default(),
+        ),
+        ("DELETE", "stats") => {
+            shared.lock().stats = Default::default();
+            ok(StatusCode::OK, json!({"ok": true}))
+        }
+        _ => return not_found("admin endpoint", path),
+    };
+    shared.persist();
+    response
+}
+
+fn api_request(
+    shared: &Shared,
+    method: &Method,
+    path: &str,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Response {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if bearer != Some(shared.token.as_str()) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "Not authorized");
+    }
+    let mut state = shared.lock();
+    if state.faults.rate_limit > 0 {
+        state.faults.rate_limit -= 1;
+        let retry = state.faults.retry_after_secs;
+        let reset = now_ms() / 1000 + retry;
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"error": {"code": "rate_limited", "message": format!("The rate limit of 100 exceeded for '{path}'. Try again in {retry} seconds"),
+                "limit": {"remaining": 0, "reset": reset, "resetMs": reset * 1000, "total": 100}}})),
+        )
+            .into_response();
+        let h = response.headers_mut();
+        h.insert("retry-after", HeaderValue::from(retry));
+        h.insert("x-ratelimit-limit", HeaderValue::from(100u32));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        return response;
+    }
+    if state.faults.errors > 0
+        && (state.faults.error_path.is_empty() || path.contains(&state.faults.error_path))
+    {
+        state.faults.errors -= 1;
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "An unexpected internal error occurred",
+        );
+    }
+    let team = query.get("teamId").map(String::as_str);
+    if let Some(team) = team
+        && !state.teams.contains(team)
+    {
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You don't have permission to access this team",
+        );
+    }
+    state.settle();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let input: Value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(body).unwrap_or(Value::Null)
+    };
+    let response = match (method.as_str(), segments.as_slice()) {
+        ("GET", ["v6" | "v7", "deployments"]) => list_deployments(&state, query, team),
+        ("GET", ["v13", "deployments", id]) => get_deployment(&state, id, team),
+        ("POST", ["v13", "deployments"]) => create_deployment(&mut state, &input, query, team),
+        ("GET", ["v9", "projects", p]) => match state.project_id(p, team) {
+            Some(id) => ok(StatusCode::OK, state.project_json(&state.projects[&id])),
+            None => not_found("project", p),
+        },
+        ("POST", ["v9" | "v10", "projects", p, "promote", d]) => {
+            alias(&mut state, p, d, team, "promote")
+        }
+        ("POST", ["v1" | "v9", "projects", p, "rollback", d]) => {
+            alias(&mut state, p, d, team, "rollback")
+        }
+        ("GET", ["v8" | "v9" | "v10", "projects", p, "env"]) => list_env(&state, p, query, team),
+        ("POST", ["v10", "projects", p, "env"]) => create_env(&mut state, p, &input, query, team),
+        ("GET", ["v1" | "v10", "projects", p, "env", id]) => get_env(&state, p, id, team),
+        ("PATCH", ["v9" | "v10", "projects", p, "env", id]) => {
+            edit_env(&mut state, p, id, &input, team)
+        }
+        ("DELETE", ["v8" | "v9" | "v10", "projects", p, "env", id]) => {
+            delete_env(&mut state, p, id, team)
+        }
+        (m, _) if !matches!(m, "GET" | "POST" | "PATCH" | "DELETE") => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_unknown",
+            "This endpoint only supports GET, POST, PATCH and DELETE",
+        ),
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("The requested path {path} was not found"),
+            );
+        }
+    };
+    let mutated = *method != Method::GET;
+    drop(state);
+    if mutated {
+        shared.persist();
+    }
+    response
+}
+
+fn list_deployments(state: &State, query: &Query, team: Option<&str>) -> Response {
+    let project = match query.get("projectId") {
+        Some(p) => match state.project_id(p, team) {
+            Some(id) => Some(id),
+            None => return not_found("project", p),
+        },
+        None => None,
+    };
+    let now = now_ms();
+    let states: Option<Vec<&str>> = query.get("state").map(|s| s.split(',').collect());
+    let sha = query
+        .get("sha")
+        .or_else(|| query.get("meta-githubCommitSha"));
+    let until: u64 = query
+        .get("until")
+        .and_then(|u| u.parse().ok())
+        .unwrap_or(u64::MAX);
+    let since: u64 = query.get("since").and_then(|u| u.parse().ok()).unwrap_or(0);
+    let limit: usize = query
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(20)
+        .clamp(1, 100);
+    let mut matching: Vec<&Deployment> = state
+        .deployments
+        .values()
+        .filter(|d| project.as_ref().is_none_or(|p| &d.project_id == p))
+        .filter(|d| {
+            state
+                .projects
+                .get(&d.project_id)
+                .is_some_and(|p| p.team.as_deref() == team)
+        })
+        .filter(|d| {
+            query
+                .get("target")
+                .is_none_or(|t| d.target.as_deref() == Some(t.as_str()))
+        })
+        .filter(|d| {
+            states
+                .as_ref()
+                .is_none_or(|s| s.contains(&state.ready_state(d, now)))
+        })
+        .filter(|d| sha.is_none_or(|s| &d.sha == s))
+        .filter(|d| d.created_at < until && d.created_at > since)
+        .collect();
+    matching.sort_by_key(|d| std::cmp::Reverse(d.created_at));
+    let page: Vec<&Deployment> = matching.iter().take(limit).copied().collect();
+    let next = (matching.len() > limit)
+        .then(|| page.last().map(|d| d.created_at))
+        .flatten();
+    let prev = page.first().map(|d| d.created_at);
+    ok(
+        StatusCode::OK,
+        json!({
+            "pagination": {"count": page.len(), "next": next, "prev": prev},
+            "deployments": page.iter().map(|d| state.deployment_json(d)).collect::<Vec<_>>(),
+        }),
+    )
+}
+
+fn find_deployment<'a>(
+    state: &'a State,
+    id_or_url: &str,
+    team: Option<&str>,
+) -> Option<&'a Deployment> {
+    state
+        .deployments
+        .values()
+        .find(|d| d.id == id_or_url || d.host == id_or_url)
+        .filter(|d| {
+            state
+                .projects
+                .get(&d.project_id)
+                .is_some_and(|p| p.team.as_deref() == team)
+        })
+}
+
+fn get_deployment(state: &State, id: &str, team: Option<&str>) -> Response {
+    match find_deployment(state, id, team) {
+        Some(d) => ok(StatusCode::OK, state.deployment_json(d)),
+        None => not_found("deployment", id),
+    }
+}
+
+fn create_deployment(
+    state: &mut State,
+    input: &Value,
+    query: &Query,
+    team: Option<&str>,
+) -> Response {
+    let Some(name) = input["name"].as_str() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            "Invalid request: missing required property `name`.",
+        );
+    };
+    let project_key = input["project"].as_str().unwrap_or(name);
+    let Some(project_id) = state.project_id(project_key, team) else {
+        return not_found("project", project_key);
+    };
+    let (sha, git_ref, source) = if let Some(old) = input["deploymentId"].as_str() {
+        match find_deployment(state, old, team) {
+            Some(d) => (d.sha.clone(), d.git_ref.clone(), "redeploy"),
+            None => return not_found("deployment", old),
+        }
+    } else {
+        let git = &input["gitSource"];
+        if git["type"] != "github" {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request: `gitSource` of type github is required.",
+            );
+        }
+        let repo_id = git["repoId"]
+            .as_u64()
+            .or_else(|| git["repoId"].as_str().and_then(|s| s.parse().ok()));
+        if repo_id != Some(state.projects[&project_id].repo_id) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "incorrect_git_source_info",
+                "The repository is not connected to this project.",
+            );
+        }
+        let sha = git["sha"].as_str().unwrap_or_default().to_owned();
+        if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request: `gitSource.sha` must be a commit SHA.",
+            );
+        }
+        (sha, git["ref"].as_str().unwrap_or("main").to_owned(), "git")
+    };
+    let _ = query;
+    let id = state.next_id("dpl");
+    let project_name = state.projects[&project_id].name.clone();
+    let hash: String = id.chars().rev().take(9).collect();
+    let deployment = Deployment {
+        id: id.clone(),
+        project_id: project_id.clone(),
+        name: project_name.clone(),
+        host: format!("{project_name}-{hash}.vercel.app"),
+        fails: state.faults.fail_shas.contains(&sha),
+        stuck: state.faults.stuck_shas.contains(&sha),
+        sha,
+        git_ref,
+        created_at: now_ms(),
+        target: input["target"].as_str().map(str::to_owned),
+        auto_assign: input["autoAssignCustomDomains"].as_bool().unwrap_or(true),
+        promoted: false,
+        settled: false,
+        source: source.to_owned(),
+    };
+    let json = state.deployment_json(&deployment);
+    state.deployments.insert(id, deployment);
+    ok(StatusCode::OK, json)
+}
+
+fn alias(state: &mut State, p: &str, d: &str, team: Option<&str>, kind: &str) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    let Some(deployment) = state
+        .deployments
+        .get(d)
+        .filter(|x| x.project_id == project_id)
+        .cloned()
+    else {
+        return not_found("deployment", d);
+    };
+    if state.ready_state(&deployment, now_ms()) != "READY" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "deployment_not_ready",
+            format!("Deployment {d} is not READY"),
+        );
+    }
+    if deployment.target.as_deref() != Some("production") {
+        return error(
+            StatusCode::CONFLICT,
+            "not_production",
+            "Only production deployments can be promoted; rebuild it for production instead",
+        );
+    }
+    let current = state.projects[&project_id].production.clone();
+    if current.as_deref() == Some(d) {
+        return error(
+            StatusCode::CONFLICT,
+            "already_current",
+            format!("Deployment {d} is already the current production deployment"),
+        );
+    }
+    if kind == "rollback" && !deployment.promoted {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not_rollback_candidate",
+            "Rollback is only possible to a deployment that was previously aliased to production",
+        );
+    }
+    if kind == "promote" && deployment.promoted {
+        return error(
+            StatusCode::CONFLICT,
+            "already_promoted",
+            "This deployment was promoted before; roll back to it instead",
+        );
+    }
+    state.make_production(&project_id, d, kind);
+    ok(StatusCode::CREATED, json!({}))
+}
+
+fn project_for<'a>(
+    state: &'a State,
+    p: &str,
+    team: Option<&str>,
+) -> Result<&'a super::state::Project, Response> {
+    state
+        .project_id(p, team)
+        .map(|id| &state.projects[&id])
+        .ok_or_else(|| not_found("project", p))
+}
+
+fn list_env(state: &State, p: &str, query: &Query, team: Option<&str>) -> Response {
+    let project = match project_for(state, p, team) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let decrypt = query.get("decrypt").is_some_and(|d| d == "true");
+    let envs: Vec<Value> = project
+        .env
+        .iter()
+        .filter(|e| query.get("target").is_none_or(|t| e.target.contains(t)))
+        .map(|e| State::env_json(e, decrypt))
+        .collect();
+    ok(StatusCode::OK, json!({"envs": envs}))
+}
+
+fn env_write_fault(state: &mut State) -> Option<Response> {
+    let faults = &mut state.faults;
+    if faults.env_write_errors == 0 {
+        return None;
+    }
+    if faults.env_writes_before_error > 0 {
+        faults.env_writes_before_error -= 1;
+        return None;
+    }
+    faults.env_write_errors -= 1;
+    Some(error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_server_error",
+        "An unexpected internal error occurred",
+    ))
+}
+
+fn create_env(
+    state: &mut State,
+    p: &str,
+    input: &Value,
+    query: &Query,
+    team: Option<&str>,
+) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    if let Some(fault) = env_write_fault(state) {
+        return fault;
+    }
+    let items: Vec<Value> = match input {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    };
+    let upsert = query.get("upsert").is_some_and(|u| u == "true");
+    let mut created = Vec::new();
+    let mut failed = Vec::new();
+    for item in items {
+        let (Some(key), Some(value), Some(kind)) = (
+            item["key"].as_str(),
+            item["value"].as_str(),
+            item["type"].as_str(),
+        ) else {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Invalid request: `key`, `value`, `type` and `target` are required.",
+            );
+        };
+        if !matches!(
+            kind,
+            "plain" | "encrypted" | "sensitive" | "secret" | "system"
+        ) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "Invalid request: `type` should be one of plain, encrypted, sensitive; got {kind}"
+                ),
+            );
+        }
+        let target: Vec<String> = match &item["target"] {
+            Value::Array(t) => t
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect(),
+            Value::String(t) => vec![t.clone()],
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "Invalid request: `target` is required.",
+                );
+            }
+        };
+        if kind == "sensitive" && target.iter().any(|t| t == "development") {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "Sensitive environment variables cannot target development.",
+            );
+        }
+        let now = now_ms();
+        let comment = item["comment"].as_str().map(str::to_owned);
+        let env_id = state.next_id("env");
+        let project = state.projects.get_mut(&project_id).expect("checked above");
+        let existing = project
+            .env
+            .iter_mut()
+            .find(|e| e.key == key && e.target.iter().any(|t| target.contains(t)));
+        match existing {
+            Some(existing) if upsert => {
+                existing.value = value.to_owned();
+                existing.kind = kind.to_owned();
+                existing.target = target;
+                existing.comment = comment;
+                existing.updated_at = now;
+                created.push(State::env_json(existing, false));
+            }
+            Some(existing) => failed.push(json!({"error": {"code": "ENV_CONFLICT", "message": format!("A variable with the name `{key}` already exists for the target production on branch undefined"), "key": key, "envVarKey": key, "envVarId": existing.id, "target": existing.target}})),
+            None => {
+                let env = EnvVar { id: env_id, key: key.to_owned(), value: value.to_owned(), kind: kind.to_owned(), target, comment, created_at: now, updated_at: now };
+                created.push(State::env_json(&env, false));
+                project.env.push(env);
+            }
+        }
+        project.updated_at = now;
+    }
+    if created.is_empty() && !failed.is_empty() {
+        let first = failed[0]["error"].clone();
+        return ok(StatusCode::BAD_REQUEST, json!({"error": first}));
+    }
+    let created = if created.len() == 1 {
+        created.remove(0)
+    } else {
+        Value::Array(created)
+    };
+    ok(
+        StatusCode::CREATED,
+        json!({"created": created, "failed": failed}),
+    )
+}
+
+fn get_env(state: &State, p: &str, id: &str, team: Option<&str>) -> Response {
+    let project = match project_for(state, p, team) {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    match project.env.iter().find(|e| e.id == id) {
+        Some(env) if env.kind == "sensitive" => {
+            let mut json = State::env_json(env, false);
+            if let Value::Object(map) = &mut json {
+                map.remove("value");
+            }
+            ok(StatusCode::OK, json)
+        }
+        Some(env) => ok(StatusCode::OK, State::env_json(env, true)),
+        None => not_found("environment variable", id),
+    }
+}
+
+fn edit_env(state: &mut State, p: &str, id: &str, input: &Value, team: Option<&str>) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    if let Some(fault) = env_write_fault(state) {
+        return fault;
+    }
+    let project = state.projects.get_mut(&project_id).expect("checked above");
+    let Some(env) = project.env.iter_mut().find(|e| e.id == id) else {
+        return not_found("environment variable", id);
+    };
+    if let Some(v) = input["value"].as_str() {
+        env.value = v.to_owned();
+    }
+    if let Some(k) = input["type"].as_str() {
+        env.kind = k.to_owned();
+    }
+    if let Some(key) = input["key"].as_str() {
+        env.key = key.to_owned();
+    }
+    if input.get("comment").is_some() {
+        env.comment = input["comment"].as_str().map(str::to_owned);
+    }
+    if let Some(t) = input["target"].as_array() {
+        env.target = t
+            .iter()
+            .filter_map(|x| x.as_str().map(str::to_owned))
+            .collect();
+    }
+    env.updated_at = now_ms();
+    ok(StatusCode::OK, State::env_json(env, false))
+}
+
+fn delete_env(state: &mut State, p: &str, id: &str, team: Option<&str>) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    if let Some(fault) = env_write_fault(state) {
+        return fault;
+    }
+    let project = state.projects.get_mut(&project_id).expect("checked above");
+    match project.env.iter().position(|e| e.id == id) {
+        Some(i) => {
+            let env = project.env.remove(i);
+            ok(StatusCode::OK, State::env_json(&env, false))
+        }
+        None => not_found("environment variable", id),
+    }
+}

@@ -1,0 +1,334 @@
+//! The Vercel REST client: reqwest with rustls, the bearer token from a secret, `teamId`
+//! on every call, and retries with backon — 429 and 5xx retried, honouring `Retry-After`
+//! first, then `X-RateLimit-Reset`, then the body's `limit.reset`; other 4xx are final.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::api::{Deployment, DeploymentList, EnvVar, Project};
+use super::error::VercelError;
+use crate::secret::Secret;
+
+/// How many attempts a call gets, and the longest steward will wait on a `Retry-After`.
+const ATTEMPTS: usize = 6;
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+#[derive(Clone)]
+pub struct VercelClient {
+    http: reqwest::Client,
+    base: String,
+    token: Secret,
+    team: Option<String>,
+    /// Requests sent (every attempt), for metrics and benchmarks.
+    sent: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for VercelClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VercelClient")
+            .field("base", &self.base)
+            .field("team", &self.team)
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl VercelClient {
+    pub fn new(base: &str, token: Secret, team: Option<String>) -> Result<Self, VercelError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("steward/", env!("CARGO_PKG_VERSION")))
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| VercelError::Transport {
+                url: base.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(VercelClient {
+            http,
+            base: base.trim_end_matches('/').to_owned(),
+            token,
+            team,
+            sent: Arc::default(),
+        })
+    }
+
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// One API call with retries. `query` excludes `teamId`, which is added here.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<T, VercelError> {
+        let attempt = || self.call_once(method.clone(), path, query, body);
+        let value = attempt
+            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(20)).with_max_times(ATTEMPTS).with_jitter())
+            .when(VercelError::is_retryable)
+            .adjust(|err, backoff| match err.retry_after() {
+                Some(after) => Some(after.min(MAX_RETRY_AFTER)),
+                None => backoff,
+            })
+            .notify(|err, after| tracing::warn!(path, error = %err, retry_in_ms = after.as_millis() as u64, "Vercel call failed; retrying"))
+            .await?;
+        serde_json::from_value(value).map_err(|e| VercelError::Shape {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, VercelError> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token.expose())
+            .query(query);
+        if let Some(team) = &self.team {
+            request = request.query(&[("teamId", team)]);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        let response = request.send().await.map_err(|e| VercelError::Transport {
+            url: url.clone(),
+            reason: without_url(&e),
+        })?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.map_err(|e| VercelError::Transport {
+            url: url.clone(),
+            reason: without_url(&e),
+        })?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        if status.is_success() {
+            return Ok(value);
+        }
+        Err(api_error(status, &headers, &value))
+    }
+
+    pub async fn project(&self, id_or_name: &str) -> Result<Project, VercelError> {
+        self.call(
+            Method::GET,
+            &format!("/v9/projects/{id_or_name}"),
+            &[("rollbackInfo", "true".to_owned())],
+            None,
+        )
+        .await
+    }
+
+    pub async fn deployment(&self, id: &str) -> Result<Deployment, VercelError> {
+        self.call(Method::GET, &format!("/v13/deployments/{id}"), &[], None)
+            .await
+    }
+
+    /// Production deployments of a project at a commit, newest first, all pages.
+    pub async fn deployments_for_sha(
+        &self,
+        project_id: &str,
+        sha: &str,
+    ) -> Result<Vec<Deployment>, VercelError> {
+        let mut out = Vec::new();
+        let mut until: Option<u64> = None;
+        loop {
+            let mut query = vec![
+                ("projectId", project_id.to_owned()),
+                ("target", "production".to_owned()),
+                ("sha", sha.to_owned()),
+                ("limit", "100".to_owned()),
+            ];
+            if let Some(until) = until {
+                query.push(("until", until.to_string()));
+            }
+            let page: DeploymentList = self
+                .call(Method::GET, "/v6/deployments", &query, None)
+                .await?;
+            out.extend(page.deployments);
+            match page.pagination.and_then(|p| p.next) {
+                Some(next) => until = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// A production build of `sha` that does not take the domains by itself (STAGED):
+    /// steward health-checks it first, then promotes it.
+    pub async fn create_deployment(
+        &self,
+        project: &Project,
+        sha: &str,
+    ) -> Result<Deployment, VercelError> {
+        let link = project.link.as_ref().ok_or_else(|| VercelError::Shape {
+            path: format!("/v9/projects/{}", project.id),
+            reason: "the project is not linked to a Git repository, so a commit cannot be built"
+                .to_owned(),
+        })?;
+        let body = json!({
+            "name": project.name,
+            "project": project.id,
+            "target": "production",
+            "autoAssignCustomDomains": false,
+            "gitSource": {
+                "type": "github",
+                "repoId": link.repo_id,
+                "ref": link.production_branch.as_deref().unwrap_or("main"),
+                "sha": sha,
+            },
+            "meta": {"deployedBy": "steward"},
+        });
+        self.call(
+            Method::POST,
+            "/v13/deployments",
+            &[("forceNew", "1".to_owned())],
+            Some(&body),
+        )
+        .await
+    }
+
+    pub async fn promote(&self, project_id: &str, deployment_id: &str) -> Result<(), VercelError> {
+        self.call::<Value>(
+            Method::POST,
+            &format!("/v10/projects/{project_id}/promote/{deployment_id}"),
+            &[],
+            Some(&json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn rollback(&self, project_id: &str, deployment_id: &str) -> Result<(), VercelError> {
+        self.call::<Value>(
+            Method::POST,
+            &format!("/v9/projects/{project_id}/rollback/{deployment_id}"),
+            &[],
+            Some(&json!({})),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn list_env(&self, project_id: &str) -> Result<Vec<EnvVar>, VercelError> {
+        #[derive(serde::Deserialize)]
+        struct Envs {
+            envs: Vec<EnvVar>,
+        }
+        let envs: Envs = self
+            .call(
+                Method::GET,
+                &format!("/v10/projects/{project_id}/env"),
+                &[],
+                None,
+            )
+            .await?;
+        Ok(envs.envs)
+    }
+
+    /// Create or update (upsert) a production variable.
+    pub async fn upsert_env(
+        &self,
+        project_id: &str,
+        key: &str,
+        value: &Secret,
+        kind: &str,
+        comment: &str,
+    ) -> Result<(), VercelError> {
+        let body = json!({"key": key, "value": value.expose(), "type": kind, "target": ["production"], "comment": comment});
+        self.call::<Value>(
+            Method::POST,
+            &format!("/v10/projects/{project_id}/env"),
+            &[("upsert", "true".to_owned())],
+            Some(&body),
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_env(&self, project_id: &str, env_id: &str) -> Result<(), VercelError> {
+        self.call::<Value>(
+            Method::DELETE,
+            &format!("/v9/projects/{project_id}/env/{env_id}"),
+            &[],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// reqwest errors print the URL; ours carry it separately, and never a token.
+fn without_url(err: &reqwest::Error) -> String {
+    let mut text = err.to_string();
+    if let Some(url) = err.url() {
+        text = text.replace(url.as_str(), "");
+    }
+    text.trim()
+        .trim_end_matches(['(', ')', ' ', ':'])
+        .to_owned()
+}
+
+fn api_error(
+    status: StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) -> VercelError {
+    let error = body
+        .get("error")
+        .or_else(|| body.get("err"))
+        .unwrap_or(body);
+    let header_secs = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.trim().parse::<u64>().ok())
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let retry_after = header_secs("retry-after")
+        .map(Duration::from_secs)
+        .or_else(|| {
+            header_secs("x-ratelimit-reset")
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now)))
+        })
+        .or_else(|| {
+            error
+                .pointer("/limit/reset")
+                .and_then(Value::as_u64)
+                .map(|reset| Duration::from_secs(reset.saturating_sub(now)))
+        });
+    VercelError::Api {
+        status: status.as_u16(),
+        code: error
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("unknown")
+            .to_owned(),
+        message: error
+            .get("message")
+            .and_then(Value::as_str)
+            .unwrap_or("(no message)")
+            .to_owned(),
+        retry_after,
+    }
+}
