@@ -2,13 +2,20 @@
 //! `run` is the only entry point; it maps every outcome onto the exit-code convention.
 
 mod adopt;
+mod apply;
 mod backup;
+mod emulate;
+mod history;
 mod lint;
 mod migrate;
+mod plan;
 mod preflight;
 mod repair;
 mod restore;
+mod retry;
+mod rollback;
 pub mod schema;
+mod status;
 mod support;
 mod validate;
 mod verify;
@@ -32,6 +39,13 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Migrate(args) => migrate::run(args, &printer).await,
         Command::Verify(args) => verify::run(args, &printer).await,
         Command::Repair(args) => repair::run(args, &printer).await,
+        Command::Plan(args) => plan::run(args, &printer).await,
+        Command::Apply(args) => apply::run(args, &printer).await,
+        Command::Status(args) => status::run(args, &printer).await,
+        Command::History(args) => history::run(args, &printer).await,
+        Command::Retry(args) => retry::run(args, &printer).await,
+        Command::Rollback(args) => rollback::run(args, &printer).await,
+        Command::Emulate(args) => emulate::run(args, &printer).await,
         other => Err(anyhow::anyhow!(
             "`steward {}` is not available in this build",
             command_name(&other)

@@ -244,6 +244,45 @@ impl VercelClient {
         Ok(envs.envs)
     }
 
+    /// Current production values, decrypted where Vercel allows (never for `sensitive`):
+    /// what an undo needs to put back.
+    pub async fn env_values(
+        &self,
+        project_id: &str,
+    ) -> Result<Vec<(String, Option<String>, String)>, VercelError> {
+        let body: Value = self
+            .call(
+                Method::GET,
+                &format!("/v10/projects/{project_id}/env"),
+                &[("decrypt", "true".to_owned())],
+                None,
+            )
+            .await?;
+        let envs = body
+            .get("envs")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        Ok(envs
+            .iter()
+            .filter(|e| match &e["target"] {
+                Value::Array(t) => t.iter().any(|x| x == "production"),
+                Value::String(t) => t == "production",
+                _ => false,
+            })
+            .map(|e| {
+                let kind = e["type"].as_str().unwrap_or_default().to_owned();
+                let value = (kind != "sensitive")
+                    .then(|| e["value"].as_str().unwrap_or_default().to_owned());
+                (
+                    e["key"].as_str().unwrap_or_default().to_owned(),
+                    value,
+                    kind,
+                )
+            })
+            .collect())
+    }
+
     /// Create or update (upsert) a production variable.
     pub async fn upsert_env(
         &self,

@@ -1,0 +1,146 @@
+//! Observing one client and planning it: the read-only half of a run, shared by
+//! `steward plan`, `apply --dry-run`, `status`, `apply` and the daemon.
+
+use chrono::Utc;
+
+use super::ApplyError;
+use super::desired::{self, EnvValues};
+use crate::manifest::{Client, CodeVersion, Fleet};
+use crate::migrations::{Version, lint};
+use crate::plan::{self, Context, Desired, LintSummary, Mode, Observed, Plan};
+use crate::postgres;
+use crate::secret::Secret;
+use crate::vercel::{self, VercelClient};
+
+/// Everything a run knows about one client before it changes anything.
+#[derive(Debug)]
+pub struct Prepared {
+    pub desired: Desired,
+    pub values: EnvValues,
+    pub observed: Observed,
+    pub plan: Plan,
+    pub vercel: VercelClient,
+    pub project: vercel::Project,
+    pub database_url: Secret,
+    pub fingerprint_key: Secret,
+}
+
+/// The fleet's Vercel client (token from its secret ref).
+pub fn vercel_client(fleet: &Fleet) -> Result<VercelClient, ApplyError> {
+    let spec = &fleet.manifest.spec.vercel;
+    let token = spec.token.resolve().map_err(|e| ApplyError::Config {
+        client: "fleet".to_owned(),
+        message: format!("spec.vercel.token: {e}"),
+    })?;
+    VercelClient::new(&spec.api_url, token, spec.team.clone()).map_err(ApplyError::vercel("fleet"))
+}
+
+/// What lint says about a version, for the planner.
+pub fn lint_summary(fleet: &Fleet) -> impl Fn(&Version) -> LintSummary + '_ {
+    move |version| {
+        let Some(m) = fleet.catalog.get(version) else {
+            return LintSummary::default();
+        };
+        let up = lint::lint(m);
+        LintSummary {
+            destructive_up: up
+                .iter()
+                .filter(|f| f.is_destructive())
+                .map(ToString::to_string)
+                .collect(),
+            destructive_down: lint::lint_down(m)
+                .iter()
+                .filter(|f| f.is_destructive())
+                .map(ToString::to_string)
+                .collect(),
+            warnings: up
+                .iter()
+                .filter(|f| !f.is_destructive())
+                .map(ToString::to_string)
+                .collect(),
+        }
+    }
+}
+
+/// Observe (read-only) and plan one client.
+pub async fn prepare(
+    fleet: &Fleet,
+    client: &Client,
+    vercel: &VercelClient,
+    mode: Mode,
+    wave_blocked: Option<String>,
+    revision: Option<String>,
+) -> Result<Prepared, ApplyError> {
+    let name = &client.config.name;
+    let key = fleet
+        .manifest
+        .spec
+        .fingerprint_key
+        .resolve()
+        .map_err(|e| ApplyError::Config {
+            client: name.clone(),
+            message: format!("spec.fingerprintKey: {e}"),
+        })?;
+    let sha = match &client.config.code.version {
+        CodeVersion::Sha(sha) => sha.clone(),
+        CodeVersion::Tag(tag) => {
+            return Err(ApplyError::Config {
+                client: name.clone(),
+                message: format!(
+                    "code.version is the tag `{tag}`; tags are resolved through spec.github, which this build does not configure: pin the 40-hex commit SHA"
+                ),
+            });
+        }
+    };
+    let (desired, values) = desired::build(client, &key, sha, revision)?;
+    let url = client
+        .config
+        .database
+        .url
+        .resolve()
+        .map_err(|e| ApplyError::Config {
+            client: name.clone(),
+            message: format!("spec.database.url: {e}"),
+        })?;
+    let (schema, failure) = postgres::observe(name, &url, &client.config.database).await?;
+    let observation = vercel::observe(vercel, &client.config.code.project)
+        .await
+        .map_err(ApplyError::vercel(name))?;
+    let mut schema_observed = schema.to_observed();
+    schema_observed.last_backup = postgres::backup::list(name, &fleet.backups_dir)?
+        .into_iter()
+        .next()
+        .map(|b| plan::BackupObserved {
+            id: b.id.clone(),
+            version: b.version(),
+            created_at: b.created_at,
+        });
+    let observed = Observed {
+        schema: schema_observed,
+        code: observation.code,
+        env: observation.env,
+        failure,
+    };
+    let ctx = Context {
+        now: Utc::now(),
+        mode,
+        wave_blocked,
+    };
+    let plan = plan::plan(
+        &desired,
+        &observed,
+        &fleet.catalog,
+        &lint_summary(fleet),
+        &ctx,
+    );
+    Ok(Prepared {
+        desired,
+        values,
+        observed,
+        plan,
+        vercel: vercel.clone(),
+        project: observation.project,
+        database_url: url,
+        fingerprint_key: key,
+    })
+}
