@@ -15,6 +15,9 @@ use crate::postgres::{self, Actor, Session};
 use crate::secret::Secret;
 use crate::vercel::{self, EnvUndo};
 
+/// A progress callback: client, step, what happened.
+pub type OnStep = Arc<dyn Fn(&str, &Step, StepEvent) + Send + Sync>;
+
 /// Settings for one run.
 #[derive(Clone)]
 pub struct Runner {
@@ -27,7 +30,7 @@ pub struct Runner {
     /// Set to true to stop starting new steps (SIGTERM); the running one finishes.
     pub stop: Option<watch::Receiver<bool>>,
     /// Called as steps start and end, for progress output and metrics.
-    pub on_step: Option<Arc<dyn Fn(&str, &Step, StepEvent) + Send + Sync>>,
+    pub on_step: Option<OnStep>,
     pub wave_blocked: Option<String>,
 }
 

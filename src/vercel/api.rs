@@ -53,11 +53,16 @@ pub struct AliasRequest {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Deployment {
-    #[serde(alias = "uid")]
+    /// `id` in v13 responses; list items (v6) call it `uid`.
+    #[serde(default)]
     pub id: String,
+    #[serde(default)]
+    pub uid: Option<String>,
     pub url: Option<String>,
-    #[serde(default, alias = "state")]
+    #[serde(default)]
     pub ready_state: Option<String>,
+    #[serde(default)]
+    pub state: Option<String>,
     #[serde(default)]
     pub ready_substate: Option<String>,
     #[serde(default)]
@@ -83,7 +88,20 @@ impl Deployment {
     }
 
     pub fn state(&self) -> &str {
-        self.ready_state.as_deref().unwrap_or("QUEUED")
+        self.ready_state
+            .as_deref()
+            .or(self.state.as_deref())
+            .unwrap_or("QUEUED")
+    }
+
+    /// Fill `id` from `uid` for list items.
+    pub(crate) fn normalized(mut self) -> Self {
+        if self.id.is_empty()
+            && let Some(uid) = self.uid.take()
+        {
+            self.id = uid;
+        }
+        self
     }
 }
 

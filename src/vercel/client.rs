@@ -164,7 +164,7 @@ impl VercelClient {
             let page: DeploymentList = self
                 .call(Method::GET, "/v6/deployments", &query, None)
                 .await?;
-            out.extend(page.deployments);
+            out.extend(page.deployments.into_iter().map(Deployment::normalized));
             match page.pagination.and_then(|p| p.next) {
                 Some(next) => until = Some(next),
                 None => return Ok(out),

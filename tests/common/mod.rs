@@ -163,3 +163,5 @@ pub async fn admin() -> PgConnection {
         .await
         .unwrap_or_else(|err| panic!("no Postgres: {err}\n{HOW_TO_START}"))
 }
+
+pub mod fleet;

@@ -158,6 +158,18 @@ fn app_request(shared: &Shared, host: &str) -> Response {
     if state.ready_state(&d, now_ms()) != "READY" {
         return (StatusCode::NOT_FOUND, "DEPLOYMENT_NOT_READY\n").into_response();
     }
+    let serving = state
+        .projects
+        .get(&d.project_id)
+        .and_then(|p| p.production.as_deref())
+        == Some(d.id.as_str());
+    if serving && state.faults.unhealthy_in_production.contains(&d.sha) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy under production traffic\n",
+        )
+            .into_response();
+    }
     match state.faults.unhealthy.get(&d.sha) {
         Some(&code) => (
             StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
@@ -537,17 +549,17 @@ fn project_for<'a>(
     state: &'a State,
     p: &str,
     team: Option<&str>,
-) -> Result<&'a super::state::Project, Response> {
+) -> Result<&'a super::state::Project, Box<Response>> {
     state
         .project_id(p, team)
         .map(|id| &state.projects[&id])
-        .ok_or_else(|| not_found("project", p))
+        .ok_or_else(|| Box::new(not_found("project", p)))
 }
 
 fn list_env(state: &State, p: &str, query: &Query, team: Option<&str>) -> Response {
     let project = match project_for(state, p, team) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let decrypt = query.get("decrypt").is_some_and(|d| d == "true");
     let envs: Vec<Value> = project
@@ -685,7 +697,7 @@ fn create_env(
 fn get_env(state: &State, p: &str, id: &str, team: Option<&str>) -> Response {
     let project = match project_for(state, p, team) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     match project.env.iter().find(|e| e.id == id) {
         Some(env) if env.kind == "sensitive" => {

@@ -94,6 +94,9 @@ pub struct Faults {
     pub stuck_shas: BTreeSet<String>,
     /// Deployments of these shas answer their health path with this status.
     pub unhealthy: BTreeMap<String, u16>,
+    /// Deployments of these shas turn unhealthy (503) once they serve production, as a
+    /// bug that only shows under real traffic would.
+    pub unhealthy_in_production: BTreeSet<String>,
     /// The next N env writes fail with 500 (to test all-or-nothing env changes).
     pub env_write_errors: u32,
     /// Env writes allowed before `env_write_errors` start counting.
@@ -177,10 +180,7 @@ impl State {
         let mut ready: Vec<(u64, String)> = self
             .deployments
             .values()
-            .filter(|d| {
-                !d.settled && self.ready_state(d, now) == "READY"
-                    || (!d.settled && self.ready_state(d, now) == "ERROR")
-            })
+            .filter(|d| !d.settled && matches!(self.ready_state(d, now), "READY" | "ERROR"))
             .map(|d| (d.created_at, d.id.clone()))
             .collect();
         ready.sort();

@@ -1,0 +1,354 @@
+//! Plan and apply end to end: a real Postgres, the Vercel emulator over HTTP, and the
+//! `steward` binary as a process.
+
+mod common;
+
+use common::fleet::{SHA1, SHA2, STRIPE, World};
+use common::{stderr, stdout};
+use sqlx::Row;
+
+async fn schema_version(world: &World) -> Option<String> {
+    let mut conn = world.db.connect().await;
+    let rows = sqlx::query("select distinct on (version) version, status from system_versions order by version, applied_at desc")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+    rows.into_iter()
+        .filter(|r| r.get::<String, _>("status") == "applied")
+        .map(|r| r.get::<String, _>("version"))
+        .max()
+}
+
+async fn events(world: &World) -> Vec<(String, String, Option<String>)> {
+    let mut conn = world.db.connect().await;
+    sqlx::query("select step, outcome, error from steward_events order by id")
+        .fetch_all(&mut conn)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|r| (r.get("step"), r.get("outcome"), r.get("error")))
+        .collect()
+}
+
+async fn events_text(world: &World) -> String {
+    let mut conn = world.db.connect().await;
+    let rows = sqlx::query("select row_to_json(e)::text as j from steward_events e")
+        .fetch_all(&mut conn)
+        .await
+        .expect("events");
+    rows.into_iter()
+        .map(|r| r.get::<String, _>("j"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn converge_fresh(world: &World) {
+    let adopt = world.steward(&["adopt", "shop"]);
+    assert_eq!(adopt.status.code(), Some(0), "{}", stderr(&adopt));
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_client_converges_to_its_target_and_then_has_nothing_to_do() {
+    let world = World::new().await;
+    let plan = world.steward(&["plan", "shop", "--detailed-exitcode"]);
+    assert_eq!(
+        plan.status.code(),
+        Some(3),
+        "not adopted yet, so blocked: {}\n{}",
+        stdout(&plan),
+        stderr(&plan)
+    );
+    assert!(stdout(&plan).contains("not adopted"), "{}", stdout(&plan));
+
+    converge_fresh(&world).await;
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_11_18_001")
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+    let (value, kind) = world.env("STRIPE_SECRET_KEY").expect("env written");
+    assert_eq!((value.as_str(), kind.as_str()), (STRIPE, "sensitive"));
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("info")
+    );
+
+    let again = world.steward(&["plan", "shop", "--detailed-exitcode"]);
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "converged: {}",
+        stdout(&again)
+    );
+    let recorded = events(&world).await;
+    assert!(
+        recorded
+            .iter()
+            .any(|(step, outcome, _)| step == "apply" && outcome == "completed"),
+        "{recorded:?}"
+    );
+    let history = world.steward(&["history", "shop"]);
+    assert!(
+        stdout(&history).contains("completed"),
+        "{}",
+        stdout(&history)
+    );
+    world.assert_no_secret(&history);
+    assert!(!events_text(&world).await.contains(STRIPE));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schema_env_and_code_change_together_in_the_guarded_order() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.write_client(SHA2, "2025_01_13_001", "debug", "");
+    let plan = world.steward(&["plan", "shop", "--format", "json"]);
+    world.assert_no_secret(&plan);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    let kinds: Vec<&str> = json["clients"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "preflight",
+            "backup",
+            "migrate_up",
+            "verify",
+            "set_env",
+            "deploy",
+            "wait_ready",
+            "health_check",
+            "promote",
+            "bake",
+            "record"
+        ]
+    );
+    let hash = json["clients"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+
+    let out = world.steward(&["apply", "shop", "--yes", "--plan-hash", &hash]);
+    world.assert_no_secret(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2025_01_13_001")
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("debug")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_build_rolls_the_schema_and_env_back_and_leaves_production_alone() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.emulator.update_faults(|f| {
+        f.fail_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAILED at wait_ready") && stdout(&out).contains("BUILD_FAILED"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_11_18_001"),
+        "migrations undone"
+    );
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("info"),
+        "env restored"
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "production unchanged"
+    );
+    let recorded = events(&world).await;
+    assert!(
+        recorded
+            .iter()
+            .any(|(step, outcome, _)| step == "apply" && outcome == "rolled_back"),
+        "{recorded:?}"
+    );
+
+    // The Failed state holds the same plan until the manifest changes or someone retries.
+    let status = world.steward(&["status", "shop"]);
+    assert!(stdout(&status).contains("Failed"), "{}", stdout(&status));
+    let held = world.steward(&["apply", "shop", "--yes"]);
+    assert!(
+        stdout(&held).contains("failed at wait_ready"),
+        "{}",
+        stdout(&held)
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_health_failure_while_baking_rolls_code_and_env_back_but_keeps_the_schema() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.emulator.update_faults(|f| {
+        f.unhealthy_in_production.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(stdout(&out).contains("FAILED at bake"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("KEPT: migrate_up"),
+        "said loudly: {}",
+        stdout(&out)
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "code rolled back"
+    );
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("info"),
+        "env rolled back"
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_12_18_001"),
+        "schema kept"
+    );
+    let recorded = events(&world).await;
+    let last = recorded
+        .iter()
+        .rev()
+        .find(|(step, _, _)| step == "apply")
+        .expect("apply event");
+    assert!(
+        last.2
+            .as_deref()
+            .unwrap_or_default()
+            .contains("schema is kept"),
+        "{last:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_verify_undoes_the_migrations_and_deploys_nothing() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.write_client(SHA2, "2024_12_18_001", "info", "");
+    let text = std::fs::read_to_string(world.path().join("clients/shop.yaml")).expect("read");
+    std::fs::write(
+        world.path().join("clients/shop.yaml"),
+        text.replace(
+            "verify: {rlsTables: [accounts]}",
+            "verify: {rlsTables: [accounts], checks: [{name: impossible, sql: select false}]}",
+        ),
+    )
+    .expect("write");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAILED at verify") && stdout(&out).contains("impossible"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_11_18_001")
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+    let deployments = world.emulator.with_state(|s| s.deployments.len());
+    assert_eq!(deployments, 1, "nothing new was built");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_hash_that_differs_from_the_reviewed_one_is_refused() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    let out = world.steward(&["apply", "shop", "--yes", "--plan-hash", "0123456789abcdef"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("does not match"), "{}", stderr(&out));
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn env_changed_in_the_dashboard_is_detected_as_drift_and_put_back() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    // Someone edits LOG_LEVEL in the dashboard: new value, comment untouched, updatedAt moves.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let client = reqwest::Client::new();
+    let envs: serde_json::Value = client
+        .get(format!(
+            "{}/v10/projects/shop-web/env",
+            world.emulator.base_url
+        ))
+        .bearer_auth(common::fleet::TOKEN)
+        .send()
+        .await
+        .expect("list")
+        .json()
+        .await
+        .expect("json");
+    let id = envs["envs"]
+        .as_array()
+        .expect("envs")
+        .iter()
+        .find(|e| e["key"] == "LOG_LEVEL")
+        .expect("var")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let edited = client
+        .patch(format!(
+            "{}/v9/projects/shop-web/env/{id}",
+            world.emulator.base_url
+        ))
+        .bearer_auth(common::fleet::TOKEN)
+        .json(&serde_json::json!({"value": "trace"}))
+        .send()
+        .await
+        .expect("patch");
+    assert!(edited.status().is_success());
+    let plan = world.steward(&["plan", "shop"]);
+    assert!(
+        stdout(&plan).contains("LOG_LEVEL changed")
+            && stdout(&plan).contains("changed outside steward"),
+        "{}",
+        stdout(&plan)
+    );
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("info")
+    );
+}
