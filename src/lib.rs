@@ -9,6 +9,7 @@
 pub mod apply;
 pub mod cli;
 pub mod commands;
+pub mod daemon;
 pub mod emulator;
 pub mod exit;
 pub mod manifest;

@@ -4,6 +4,7 @@
 mod adopt;
 mod apply;
 mod backup;
+mod demo;
 mod emulate;
 mod history;
 mod lint;
@@ -14,6 +15,7 @@ mod repair;
 mod restore;
 mod retry;
 mod rollback;
+mod run;
 pub mod schema;
 mod status;
 mod support;
@@ -46,6 +48,8 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Retry(args) => retry::run(args, &printer).await,
         Command::Rollback(args) => rollback::run(args, &printer).await,
         Command::Emulate(args) => emulate::run(args, &printer).await,
+        Command::Run(args) => run::run(args, &printer).await,
+        Command::Demo(args) => demo::run(args, &printer).await,
         other => Err(anyhow::anyhow!(
             "`steward {}` is not available in this build",
             command_name(&other)

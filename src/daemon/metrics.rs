@@ -1,0 +1,159 @@
+//! A small Prometheus text-format registry: no extra crate for a handful of series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+const BUCKETS: [f64; 10] = [0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0];
+
+#[derive(Debug, Default, Clone)]
+pub struct Metrics {
+    reconcile_counts: [u64; BUCKETS.len()],
+    reconcile_sum: f64,
+    reconcile_total: u64,
+    steps: BTreeMap<(String, String), u64>,
+    loops: u64,
+    pub phases: BTreeMap<String, u64>,
+    pub revision: Option<String>,
+    pub vercel_requests: u64,
+}
+
+impl Metrics {
+    pub fn observe_reconcile(&mut self, seconds: f64) {
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if seconds <= *bound {
+                self.reconcile_counts[i] += 1;
+            }
+        }
+        self.reconcile_sum += seconds;
+        self.reconcile_total += 1;
+    }
+
+    pub fn step(&mut self, kind: &str, outcome: &str) {
+        *self
+            .steps
+            .entry((kind.to_owned(), outcome.to_owned()))
+            .or_default() += 1;
+    }
+
+    pub fn loop_done(&mut self) {
+        self.loops += 1;
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP steward_reconcile_duration_seconds Time to observe, plan and apply one client."
+        );
+        let _ = writeln!(out, "# TYPE steward_reconcile_duration_seconds histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "steward_reconcile_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                self.reconcile_counts[i]
+            );
+        }
+        let _ = writeln!(
+            out,
+            "steward_reconcile_duration_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.reconcile_total
+        );
+        let _ = writeln!(
+            out,
+            "steward_reconcile_duration_seconds_sum {}",
+            self.reconcile_sum
+        );
+        let _ = writeln!(
+            out,
+            "steward_reconcile_duration_seconds_count {}",
+            self.reconcile_total
+        );
+        let _ = writeln!(out, "# HELP steward_clients Clients by phase.");
+        let _ = writeln!(out, "# TYPE steward_clients gauge");
+        for (phase, n) in &self.phases {
+            let _ = writeln!(out, "steward_clients{{phase=\"{}\"}} {n}", escape(phase));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP steward_steps_total Steps run, by kind and outcome."
+        );
+        let _ = writeln!(out, "# TYPE steward_steps_total counter");
+        for ((kind, outcome), n) in &self.steps {
+            let _ = writeln!(
+                out,
+                "steward_steps_total{{kind=\"{}\",outcome=\"{}\"}} {n}",
+                escape(kind),
+                escape(outcome)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP steward_vercel_requests_total Vercel API requests sent."
+        );
+        let _ = writeln!(out, "# TYPE steward_vercel_requests_total counter");
+        let _ = writeln!(
+            out,
+            "steward_vercel_requests_total {}",
+            self.vercel_requests
+        );
+        let _ = writeln!(out, "# HELP steward_loops_total Passes over the fleet.");
+        let _ = writeln!(out, "# TYPE steward_loops_total counter");
+        let _ = writeln!(out, "steward_loops_total {}", self.loops);
+        let _ = writeln!(
+            out,
+            "# HELP steward_fleet_revision The fleet revision last loaded."
+        );
+        let _ = writeln!(out, "# TYPE steward_fleet_revision gauge");
+        let _ = writeln!(
+            out,
+            "steward_fleet_revision{{revision=\"{}\"}} 1",
+            escape(self.revision.as_deref().unwrap_or("unknown"))
+        );
+        out
+    }
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every line is a comment (`# HELP`/`# TYPE`) or `name{labels} value`.
+    #[test]
+    fn the_exposition_parses_as_prometheus_text() {
+        let mut m = Metrics::default();
+        m.observe_reconcile(0.3);
+        m.step("migrate_up", "succeeded");
+        m.phases.insert("Converged".to_owned(), 2);
+        m.revision = Some("abc\"def".to_owned());
+        for line in m.render().lines() {
+            if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+                continue;
+            }
+            let (series, value) = line
+                .rsplit_once(' ')
+                .unwrap_or_else(|| panic!("no value: {line}"));
+            assert!(value.parse::<f64>().is_ok(), "bad value in {line}");
+            let name_end = series.find('{').unwrap_or(series.len());
+            let name = &series[..name_end];
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "bad name in {line}"
+            );
+            if name_end < series.len() {
+                assert!(series.ends_with('}'), "unclosed labels in {line}");
+            }
+        }
+        assert!(
+            m.render()
+                .contains("steward_reconcile_duration_seconds_bucket{le=\"0.5\"} 1")
+        );
+        assert!(m.render().contains("revision=\"abc\\\"def\""));
+    }
+}

@@ -1,0 +1,427 @@
+//! The daemon: watch the fleet checkout, and loop — per client observe, plan and apply
+//! when allowed — with bounded concurrency, waves, sharding, backoff on transient errors,
+//! a status server, and graceful shutdown that finishes the running step.
+
+mod metrics;
+mod server;
+pub mod shard;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{RwLock, Semaphore, mpsc, watch};
+use tracing::Instrument;
+
+use crate::apply::{self, ApplyError, Outcome, Runner};
+use crate::exit::Exit;
+use crate::manifest::schedule::WindowState;
+use crate::manifest::{self, Client, Fleet, LoadOptions};
+use crate::plan::{Hold, Mode, Outcome as PlanOutcome};
+pub use metrics::Metrics;
+pub use shard::Shard;
+
+/// How the daemon runs.
+#[derive(Clone)]
+pub struct Settings {
+    pub fleet_dir: PathBuf,
+    pub interval: Duration,
+    pub concurrency: usize,
+    pub shard: Shard,
+    pub once: bool,
+    pub actor: String,
+    pub on_step: Option<apply::OnStep>,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("fleet_dir", &self.fleet_dir)
+            .field("interval", &self.interval)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One client's standing, for `/status` and `--once`'s exit code.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClientStatus {
+    pub phase: String,
+    pub reason: String,
+    pub last_change: Option<String>,
+    pub next_window: Option<String>,
+    /// The fleet revision this client last converged on.
+    #[serde(skip)]
+    pub converged_on: Option<Option<String>>,
+    #[serde(skip)]
+    retry_at: Option<Instant>,
+    #[serde(skip)]
+    failures: u32,
+}
+
+/// State shared with the status server.
+#[derive(Debug)]
+pub struct Shared {
+    pub loaded: bool,
+    pub last_loop: Option<Instant>,
+    pub interval: Duration,
+    pub clients: BTreeMap<String, ClientStatus>,
+    pub metrics: Metrics,
+}
+
+/// Serve the status server on `addr` until the process ends.
+pub async fn serve(addr: &str, shared: Arc<RwLock<Shared>>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, server::router(shared)).await;
+    });
+    Ok(())
+}
+
+pub fn shared(interval: Duration) -> Arc<RwLock<Shared>> {
+    Arc::new(RwLock::new(Shared {
+        loaded: false,
+        last_loop: None,
+        interval,
+        clients: BTreeMap::new(),
+        metrics: Metrics::default(),
+    }))
+}
+
+/// The checkout's HEAD, resolved through a git-sync symlink if there is one.
+pub fn revision(dir: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(dir).ok()?;
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&dir)
+        .args(["rev-parse", "HEAD"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    output
+        .status
+        .success()
+        .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Watch the checkout (and the folder holding it, so a git-sync symlink swap is seen);
+/// every burst of changes becomes one message, debounced to 300 ms.
+fn watch_fleet(
+    dir: &Path,
+    tx: mpsc::Sender<()>,
+) -> Option<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>> {
+    use notify::RecursiveMode;
+    let mut debouncer =
+        notify_debouncer_mini::new_debouncer(Duration::from_millis(300), move |_| {
+            let _ = tx.try_send(());
+        })
+        .ok()?;
+    let watcher = debouncer.watcher();
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let _ = watcher.watch(&resolved, RecursiveMode::Recursive);
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
+    }
+    if let Ok(fleet) = Fleet::load(dir) {
+        let _ = watcher.watch(&fleet.migrations_dir, RecursiveMode::Recursive);
+    }
+    Some(debouncer)
+}
+
+/// Run until shutdown (or one pass with `--once`). Returns the `--once` exit code.
+pub async fn run(
+    settings: Settings,
+    shared: Arc<RwLock<Shared>>,
+    stop: watch::Receiver<bool>,
+) -> Exit {
+    let (tx, mut rx) = mpsc::channel::<()>(1);
+    let _watcher = if settings.once {
+        None
+    } else {
+        watch_fleet(&settings.fleet_dir, tx)
+    };
+    let mut last_good: HashMap<String, Client> = HashMap::new();
+    loop {
+        let exit = pass(&settings, &shared, &stop, &mut last_good).await;
+        {
+            let mut s = shared.write().await;
+            s.last_loop = Some(Instant::now());
+            s.metrics.loop_done();
+        }
+        if settings.once || *stop.borrow() {
+            return if settings.once { exit } else { Exit::Success };
+        }
+        let mut stop_wait = stop.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(settings.interval) => {}
+            _ = rx.recv() => tracing::info!("fleet checkout changed; resyncing"),
+            _ = stop_wait.changed() => return Exit::Success,
+        }
+    }
+}
+
+/// One pass over the fleet, wave by wave.
+async fn pass(
+    settings: &Settings,
+    shared: &Arc<RwLock<Shared>>,
+    stop: &watch::Receiver<bool>,
+    last_good: &mut HashMap<String, Client>,
+) -> Exit {
+    let loaded = manifest::load(&settings.fleet_dir, LoadOptions::default());
+    for diagnostic in loaded.errors() {
+        tracing::error!(%diagnostic, "manifest error; that client keeps its last good desired state");
+    }
+    let Some(mut fleet) = loaded.fleet else {
+        return Exit::Error;
+    };
+    // A client whose manifest stopped parsing keeps its last good desired state.
+    for name in &loaded.invalid {
+        if let Some(good) = last_good.get(name) {
+            fleet.clients.insert(name.clone(), good.clone());
+        }
+    }
+    for (name, client) in &fleet.clients {
+        last_good.insert(name.clone(), client.clone());
+    }
+    let revision = revision(&settings.fleet_dir);
+    {
+        let mut s = shared.write().await;
+        s.loaded = true;
+        s.metrics.revision = revision.clone();
+    }
+    let fleet = Arc::new(fleet);
+    let mut waves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (name, client) in &fleet.clients {
+        if settings.shard.owns(name) {
+            waves
+                .entry(fleet.wave_index(client))
+                .or_default()
+                .push(name.clone());
+        }
+    }
+    let max_failures = fleet.manifest.spec.rollout.max_failures;
+    let mut blocked: Option<String> = None;
+    let mut exit = Exit::Success;
+    let semaphore = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    for (wave, names) in waves {
+        let wave_name = fleet
+            .manifest
+            .spec
+            .waves
+            .get(wave)
+            .cloned()
+            .unwrap_or_else(|| "(unassigned)".to_owned());
+        let mut tasks = Vec::new();
+        for name in names {
+            if *stop.borrow() {
+                break;
+            }
+            let due = shared
+                .read()
+                .await
+                .clients
+                .get(&name)
+                .and_then(|c| c.retry_at)
+                .is_none_or(|at| at <= Instant::now());
+            if !due {
+                continue;
+            }
+            let (fleet, settings, shared, stop, revision, blocked, semaphore) = (
+                fleet.clone(),
+                settings.clone(),
+                shared.clone(),
+                stop.clone(),
+                revision.clone(),
+                blocked.clone(),
+                semaphore.clone(),
+            );
+            // Futures polled together on this task (bounded by the semaphore): the apply
+            // future borrows its fleet and connection, so it stays on one task.
+            tasks.push(async move {
+                let _permit = semaphore.acquire_owned().await;
+                let span = tracing::info_span!("reconcile", client = %name);
+                reconcile(fleet, name, settings, shared, stop, revision, blocked)
+                    .instrument(span)
+                    .await
+            });
+        }
+        let mut failures = 0;
+        let mut unconverged = 0;
+        for result in futures::future::join_all(tasks).await {
+            match result {
+                Exit::Success => {}
+                Exit::Changes => unconverged += 1,
+                other => {
+                    failures += 1;
+                    exit = exit.worst(other);
+                }
+            }
+        }
+        exit = exit.worst(if unconverged > 0 {
+            Exit::Changes
+        } else {
+            Exit::Success
+        });
+        // A later wave starts this revision only when this one converged and baked on it.
+        if failures > max_failures {
+            blocked = Some(format!(
+                "rollout halted: {failures} client(s) failed in wave `{wave_name}` (spec.rollout.maxFailures is {max_failures})"
+            ));
+        } else if blocked.is_none() && (failures > 0 || unconverged > 0) {
+            blocked = Some(format!(
+                "wave `{wave_name}`: {} client(s) not yet converged on this revision",
+                failures + unconverged
+            ));
+        }
+    }
+    let mut s = shared.write().await;
+    let mut phases: BTreeMap<String, u64> = BTreeMap::new();
+    for c in s.clients.values() {
+        *phases.entry(c.phase.clone()).or_default() += 1;
+    }
+    s.metrics.phases = phases;
+    exit
+}
+
+/// Reconcile one client: observe, plan (as the daemon), apply when allowed.
+async fn reconcile(
+    fleet: Arc<Fleet>,
+    name: String,
+    settings: Settings,
+    shared: Arc<RwLock<Shared>>,
+    stop: watch::Receiver<bool>,
+    revision: Option<String>,
+    blocked: Option<String>,
+) -> Exit {
+    let Some(client) = fleet.clients.get(&name) else {
+        return Exit::Error;
+    };
+    let mut runner = Runner::new(settings.actor.clone(), Mode::Daemon);
+    runner.revision = revision.clone();
+    runner.stop = Some(stop);
+    runner.wave_blocked = blocked;
+    let metrics_shared = shared.clone();
+    let user_hook = settings.on_step.clone();
+    runner.on_step = Some(Arc::new(
+        move |client: &str, step: &crate::plan::Step, event: apply::StepEvent| {
+            let outcome = match &event {
+                apply::StepEvent::Started => None,
+                apply::StepEvent::Succeeded(_) => Some("succeeded"),
+                apply::StepEvent::Failed(_) => Some("failed"),
+                apply::StepEvent::Undone => Some("undone"),
+            };
+            if let (Some(outcome), Ok(mut s)) = (outcome, metrics_shared.try_write()) {
+                s.metrics.step(step.kind(), outcome);
+            }
+            if let Some(hook) = &user_hook {
+                hook(client, step, event);
+            }
+        },
+    ));
+    let started = Instant::now();
+    let result = apply::execute(&runner, &fleet, client, None).await;
+    let next_window = match client.config.schedule.state(chrono::Utc::now()) {
+        WindowState::Open => None,
+        WindowState::Closed { next_open } => {
+            next_open.map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        }
+    };
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%d %H:%M:%S UTC")
+        .to_string();
+    let mut s = shared.write().await;
+    s.metrics.observe_reconcile(started.elapsed().as_secs_f64());
+    let status = s.clients.entry(name.clone()).or_default();
+    status.next_window = next_window;
+    let (phase, reason, exit) = match result {
+        Ok(Outcome::Converged(_)) => ("Converged", String::new(), Exit::Success),
+        Ok(Outcome::Applied(plan)) => {
+            status.last_change = Some(format!("{now}: applied plan {}", plan.hash));
+            ("Converged", String::new(), Exit::Success)
+        }
+        Ok(Outcome::NotRun(plan)) => {
+            let failed = plan.holds.iter().any(|h| matches!(h, Hold::Failed { .. }));
+            let reasons: Vec<String> = plan
+                .holds
+                .iter()
+                .map(ToString::to_string)
+                .chain(plan.blocks.iter().map(ToString::to_string))
+                .collect();
+            if failed {
+                ("Failed", reasons.join("; "), Exit::Error)
+            } else if plan.outcome() == PlanOutcome::Blocked {
+                ("Holding", reasons.join("; "), Exit::Refused)
+            } else {
+                ("Holding", reasons.join("; "), Exit::Changes)
+            }
+        }
+        Ok(Outcome::Interrupted { after, .. }) => (
+            "Pending",
+            format!("interrupted by shutdown after {after}"),
+            Exit::Changes,
+        ),
+        Ok(Outcome::Failed {
+            step, error, undo, ..
+        }) => {
+            status.last_change = Some(format!(
+                "{now}: failed at {step}, rolled back {} step(s)",
+                undo.run.len()
+            ));
+            ("Failed", format!("{step}: {error}"), Exit::Error)
+        }
+        Err(err) => {
+            status.failures += 1;
+            let backoff = backoff(&err, status.failures);
+            status.retry_at = Some(Instant::now() + backoff);
+            tracing::warn!(error = %err, retry_in_s = backoff.as_secs(), "reconcile failed");
+            (
+                "Error",
+                err.to_string(),
+                if err.is_refusal() {
+                    Exit::Refused
+                } else {
+                    Exit::Error
+                },
+            )
+        }
+    };
+    if phase != "Error" {
+        status.failures = 0;
+        status.retry_at = None;
+    }
+    if phase == "Converged" {
+        status.converged_on = Some(revision);
+    }
+    status.phase = phase.to_owned();
+    status.reason = reason;
+    exit
+}
+
+/// The error policy: transient errors retry soon with exponential backoff; permanent ones
+/// wait much longer (a manifest change triggers a new pass anyway).
+pub fn backoff(err: &ApplyError, failures: u32) -> Duration {
+    let base = if err.is_transient() { 5 } else { 300 };
+    Duration::from_secs((base * 2u64.saturating_pow(failures.saturating_sub(1).min(7))).min(600))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_errors_back_off_exponentially_up_to_ten_minutes() {
+        let err = ApplyError::Postgres(crate::postgres::PgError::Unreachable {
+            client: "c".into(),
+            reason: "down".into(),
+        });
+        assert_eq!(backoff(&err, 1), Duration::from_secs(5));
+        assert_eq!(backoff(&err, 2), Duration::from_secs(10));
+        assert_eq!(backoff(&err, 20), Duration::from_secs(600));
+        let permanent = ApplyError::Config {
+            client: "c".into(),
+            message: "bad".into(),
+        };
+        assert_eq!(backoff(&permanent, 1), Duration::from_secs(300));
+    }
+}
