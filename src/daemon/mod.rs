@@ -169,8 +169,13 @@ async fn pass(
     last_good: &mut HashMap<String, Client>,
 ) -> Exit {
     let loaded = manifest::load(&settings.fleet_dir, LoadOptions::default());
+    let mut invalid_manifests = false;
     for diagnostic in loaded.errors() {
+        invalid_manifests = true;
         tracing::error!(%diagnostic, "manifest error; that client keeps its last good desired state");
+        if settings.once {
+            eprintln!("{diagnostic}");
+        }
     }
     let Some(mut fleet) = loaded.fleet else {
         return Exit::Error;
@@ -202,7 +207,11 @@ async fn pass(
     }
     let max_failures = fleet.manifest.spec.rollout.max_failures;
     let mut blocked: Option<String> = None;
-    let mut exit = Exit::Success;
+    let mut exit = if invalid_manifests {
+        Exit::Error
+    } else {
+        Exit::Success
+    };
     let semaphore = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     for (wave, names) in waves {
         let wave_name = fleet

@@ -29,7 +29,9 @@ pub async fn connect(client: &str, url: &Secret, access: Access) -> Result<PgCon
         .application_name("steward")
         .statement_cache_capacity(0)
         .log_statements(tracing::log::LevelFilter::Debug)
-        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5));
+        .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(5))
+        // "already exists, skipping" notices from idempotent DDL are not news.
+        .options([("client_min_messages", "warning")]);
     let options = match access {
         Access::ReadOnly => options.options([("default_transaction_read_only", "on")]),
         Access::ReadWrite => options,
