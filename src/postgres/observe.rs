@@ -1,11 +1,16 @@
-//! Observing a client database for planning: read-only, no lock, one connection.
+//! Observing a client database for planning: read-only, no lock, one connection and two
+//! round trips — which of steward's tables exist, then everything from them in one
+//! statement. The daemon does this for every client on every pass, so it must be cheap.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, Row as _};
 
 use super::connect::{Access, close, connect};
-use super::identity::{judge, read_identity};
+use super::identity::{Identity, judge};
 use super::{PgError, versions};
 use crate::manifest::DatabaseConfig;
 use crate::migrations::Version;
-use crate::plan::{IdentityObserved, SchemaObserved};
+use crate::plan::{Failure, IdentityObserved, SchemaObserved};
 use crate::secret::Secret;
 
 /// What is live in the schema, shaped for the planner.
@@ -41,22 +46,123 @@ impl SchemaState {
     }
 }
 
-/// Read identity and versions in a read-only session (planning must never write).
+/// Read identity, versions and the Failed state in a read-only session.
 pub async fn observe(
     client: &str,
     url: &Secret,
     database: &DatabaseConfig,
-) -> Result<(SchemaState, Option<crate::plan::Failure>), PgError> {
+) -> Result<(SchemaState, Option<Failure>), PgError> {
     let mut conn = connect(client, url, Access::ReadOnly).await?;
-    let identity = read_identity(&mut conn, client).await?;
-    let rows = versions::latest_rows(&mut conn, client).await?;
-    let failure = crate::apply::record::last_failure(&mut conn)
-        .await
-        .map_err(|err| PgError::Unreachable {
-            client: client.to_owned(),
-            reason: err.to_string(),
-        })?;
+    let result = observe_on(&mut conn, client, database).await;
     close(conn).await;
+    result
+}
+
+async fn observe_on(
+    conn: &mut PgConnection,
+    client: &str,
+    database: &DatabaseConfig,
+) -> Result<(SchemaState, Option<Failure>), PgError> {
+    // Round trip 1: which tables exist, and whether system_versions has steward's columns.
+    let row = sqlx::query(
+        "SELECT to_regclass('steward_identity') IS NOT NULL AS identity,
+                to_regclass('system_versions') IS NOT NULL AS versions,
+                to_regclass('steward_events') IS NOT NULL AS events,
+                EXISTS (SELECT 1 FROM information_schema.columns
+                        WHERE table_name = 'system_versions' AND column_name = 'checksum'
+                          AND table_schema = current_schema()) AS checksum",
+    )
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(PgError::query(client, "looking for steward's tables"))?;
+    let (has_identity, has_versions, has_events, has_checksum): (bool, bool, bool, bool) = (
+        row.get("identity"),
+        row.get("versions"),
+        row.get("events"),
+        row.get("checksum"),
+    );
+
+    // Round trip 2: one statement, one row shape: (kind, a, b, c, at).
+    let mut parts = Vec::new();
+    if has_identity {
+        parts.push("(SELECT 'identity'::text AS kind, client::text AS a, id::text AS b, NULL::text AS c, NULL::timestamptz AS at FROM steward_identity LIMIT 1)".to_owned());
+    }
+    if has_versions {
+        let checksum = if has_checksum {
+            "checksum::text"
+        } else {
+            "NULL::text"
+        };
+        parts.push(format!(
+            "(SELECT DISTINCT ON (version) 'version'::text, version::text, status::text, {checksum}, applied_at FROM system_versions ORDER BY version, applied_at DESC)"
+        ));
+    }
+    if has_events {
+        parts.push(
+            "(SELECT 'event'::text, outcome, plan_hash, coalesce(detail, '') || chr(31) || coalesce(error, ''), at FROM steward_events
+              WHERE step = 'apply' AND outcome IN ('failed', 'rolled_back', 'completed', 'retry') ORDER BY at DESC, id DESC LIMIT 1)"
+                .to_owned(),
+        );
+    }
+    let mut identity = None;
+    let mut rows = Vec::new();
+    let mut failure = None;
+    if !parts.is_empty() {
+        let sql = parts.join(" UNION ALL ");
+        for row in sqlx::query(&sql)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(PgError::query(client, "observing the schema"))?
+        {
+            let kind: String = row.get(0);
+            let a: Option<String> = row.get(1);
+            let b: Option<String> = row.get(2);
+            let c: Option<String> = row.get(3);
+            let at: Option<DateTime<Utc>> = row.get(4);
+            match kind.as_str() {
+                "identity" => {
+                    let id = b.and_then(|b| b.parse().ok()).unwrap_or_default();
+                    identity = Some(Identity {
+                        client: a.unwrap_or_default(),
+                        id,
+                    });
+                }
+                "version" => {
+                    let text = a.unwrap_or_default();
+                    let version = text.parse::<Version>().map_err(|err| {
+                        PgError::refused(client, format!("system_versions holds {err}"))
+                    })?;
+                    rows.push(versions::Row {
+                        version,
+                        status: b.unwrap_or_default(),
+                        checksum: c,
+                        applied_at: at.unwrap_or_default(),
+                    });
+                }
+                _ => {
+                    let outcome = a.unwrap_or_default();
+                    if matches!(outcome.as_str(), "failed" | "rolled_back") {
+                        let (detail, error) = c
+                            .as_deref()
+                            .unwrap_or_default()
+                            .split_once('\u{1f}')
+                            .unwrap_or(("", ""));
+                        failure = Some(Failure {
+                            plan_hash: b.unwrap_or_default(),
+                            step: if detail.is_empty() {
+                                "apply".to_owned()
+                            } else {
+                                detail.to_owned()
+                            },
+                            error: error.to_owned(),
+                            at: at.unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    rows.sort_by(|x, y| x.version.cmp(&y.version));
     let state = SchemaState {
         identity: judge(identity.as_ref(), client, database.identity),
         current: versions::current(&rows),

@@ -1,0 +1,285 @@
+//! Migration speed, side by side in one run. 300 generated migrations (a table, an index
+//! and 100 rows each, an ALTER every tenth) are applied to fresh databases by steward (one
+//! transaction, one batch), by the floor (`psql -1 -f` on the same SQL concatenated) and by
+//! the peers when installed (sqlx-cli's `sqlx migrate run`, `dbmate up`). Then it times the
+//! steady-state "already up to date" check the daemon runs every loop, and
+//! `steward migrate --dry-run` on an up-to-date database as a process.
+//!
+//! Run: `cargo run --release --example migrate_bench` (DATABASE_URL as for the tests).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, Executor, PgConnection};
+use steward::manifest::DatabaseConfig;
+use steward::migrations::{Catalog, Version};
+use steward::postgres::{self, Actor, Session};
+use steward::secret::{Secret, SecretRef};
+
+const COUNT: usize = 300;
+
+fn server() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn db_url(name: &str) -> String {
+    let server = server();
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(b, _)| b)
+        .to_owned();
+    format!("{base}/{name}")
+}
+
+fn sql(i: usize) -> String {
+    let mut sql = format!(
+        "create table t_{i:03} (id serial primary key, v text not null);\ncreate index t_{i:03}_v on t_{i:03} (v);\ninsert into t_{i:03} (v) select md5(g::text) from generate_series(1, 100) g;\n"
+    );
+    if i % 10 == 9 {
+        sql.push_str(&format!(
+            "alter table t_{:03} add column extra integer;\n",
+            i - 1
+        ));
+    }
+    sql
+}
+
+fn version(i: usize) -> String {
+    // 2020_01_01_000 + i, kept valid: day 1..28, sequence 000..999.
+    format!(
+        "2020_{:02}_{:02}_{:03}",
+        1 + i / 28 / 10 % 12,
+        1 + i / 10 % 28,
+        i % 10
+    )
+}
+
+struct Db {
+    name: String,
+}
+
+impl Db {
+    async fn create(admin: &mut PgConnection, tag: &str) -> Db {
+        let name = format!("steward_bench_{}_{tag}", std::process::id());
+        admin
+            .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+            .await
+            .expect("drop");
+        admin
+            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .await
+            .expect("create");
+        Db { name }
+    }
+    fn url(&self) -> String {
+        db_url(&self.name)
+    }
+}
+
+fn run(command: &mut Command) -> Duration {
+    let start = Instant::now();
+    let out = command.output().expect("run");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}",
+        command,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    start.elapsed()
+}
+
+fn installed(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|p| p.join(tool))
+        .find(|p| p.is_file())
+}
+
+#[tokio::main]
+async fn main() {
+    let mut admin = PgConnection::connect(&server())
+        .await
+        .expect("Postgres (set DATABASE_URL)");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let steward_dir = dir.path().join("steward");
+    let sqlx_dir = dir.path().join("sqlx");
+    let dbmate_dir = dir.path().join("dbmate");
+    for d in [&steward_dir, &sqlx_dir, &dbmate_dir] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let mut all = String::new();
+    for i in 0..COUNT {
+        let body = sql(i);
+        std::fs::write(
+            steward_dir.join(format!("{}_m{i:03}.up.sql", version(i))),
+            &body,
+        )
+        .expect("write");
+        std::fs::write(sqlx_dir.join(format!("{:05}_m{i:03}.sql", i + 1)), &body).expect("write");
+        std::fs::write(
+            dbmate_dir.join(format!("{:014}_m{i:03}.sql", i + 1)),
+            format!("-- migrate:up\n{body}\n-- migrate:down\n"),
+        )
+        .expect("write");
+        all.push_str(&body);
+    }
+    std::fs::write(dir.path().join("all.sql"), &all).expect("write");
+    let catalog = Catalog::load(&steward_dir).expect("catalog");
+    assert_eq!(catalog.migrations.len(), COUNT);
+    let target: Version = catalog.latest().expect("latest").version.clone();
+
+    // Floor: psql applying the same SQL in one transaction.
+    let floor_db = Db::create(&mut admin, "floor").await;
+    let floor = run(Command::new("psql")
+        .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f"])
+        .arg(dir.path().join("all.sql"))
+        .arg(floor_db.url()));
+
+    // steward.
+    let db = Db::create(&mut admin, "steward").await;
+    let url = Secret::new(db.url());
+    let mut session = Session::open("bench", &url, None, Duration::from_secs(5), true)
+        .await
+        .expect("session");
+    postgres::adopt(session.connection(), "bench", "bench")
+        .await
+        .expect("adopt");
+    let start = Instant::now();
+    let report = session
+        .migrate_up(
+            &catalog,
+            &target,
+            Actor {
+                name: "bench",
+                revision: None,
+            },
+        )
+        .await
+        .expect("migrate");
+    let steward_time = start.elapsed();
+    assert_eq!(report.versions.len(), COUNT);
+    session.close().await;
+
+    let mut rows = vec![
+        ("psql -1 -f (floor)".to_owned(), Some(floor)),
+        ("steward".to_owned(), Some(steward_time)),
+    ];
+    // Peers, when installed.
+    let sqlx_time = match installed("sqlx") {
+        Some(sqlx) => {
+            let peer = Db::create(&mut admin, "sqlx").await;
+            Some(run(Command::new(sqlx)
+                .args(["migrate", "run", "--source"])
+                .arg(&sqlx_dir)
+                .args(["--database-url", &peer.url()])))
+        }
+        None => None,
+    };
+    rows.push(("sqlx-cli".to_owned(), sqlx_time));
+    let dbmate_time = match installed("dbmate") {
+        Some(dbmate) => {
+            let peer = Db::create(&mut admin, "dbmate").await;
+            let url = format!("{}?sslmode=disable", peer.url());
+            Some(run(Command::new(dbmate)
+                .args(["--url", &url, "--migrations-dir"])
+                .arg(&dbmate_dir)
+                .args(["--no-dump-schema", "up"])))
+        }
+        None => None,
+    };
+    rows.push(("dbmate".to_owned(), dbmate_time));
+
+    println!(
+        "\napplying {COUNT} migrations to a fresh database (Postgres {})",
+        server_version(&mut admin).await
+    );
+    println!("{:<22} {:>10} {:>12}", "tool", "seconds", "vs floor");
+    for (tool, time) in &rows {
+        match time {
+            Some(t) => println!(
+                "{tool:<22} {:>10.3} {:>11.2}x",
+                t.as_secs_f64(),
+                t.as_secs_f64() / floor.as_secs_f64()
+            ),
+            None => println!("{tool:<22} {:>10} {:>12}", "—", "not installed"),
+        }
+    }
+
+    // Steady state: the read-only observation the daemon makes every loop.
+    let database = DatabaseConfig {
+        url: SecretRef::env("UNUSED"),
+        identity: None,
+        schema_version: target.clone(),
+        rls_tables: vec![],
+        checks: vec![],
+    };
+    let mut samples = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        let (state, _) = postgres::observe("bench", &url, &database)
+            .await
+            .expect("observe");
+        samples.push(start.elapsed());
+        assert_eq!(state.current.as_ref(), Some(&target));
+    }
+    samples.sort();
+    println!(
+        "\nup-to-date check (connect + observe, one connection): median {:.2} ms, p90 {:.2} ms",
+        ms(samples[25]),
+        ms(samples[45])
+    );
+
+    // `steward migrate --dry-run` as a process, on the up-to-date database.
+    let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/steward");
+    if exe.is_file() {
+        let fleet = dir.path().join("fleet");
+        std::fs::create_dir_all(fleet.join("clients")).expect("mkdir");
+        std::fs::write(fleet.join("fleet.yaml"), format!("apiVersion: steward/v1\nkind: Fleet\nspec:\n  migrations: {}\n  vercel: {{token: {{env: X}}}}\n", steward_dir.display())).expect("write");
+        std::fs::write(
+            fleet.join("clients/bench.yaml"),
+            format!("apiVersion: steward/v1\nkind: Client\nmetadata: {{name: bench}}\nspec:\n  code: {{project: p, version: v1}}\n  database: {{url: {{env: BENCH_URL}}, schemaVersion: {target}}}\n"),
+        )
+        .expect("write");
+        let mut runs = Vec::new();
+        for _ in 0..20 {
+            runs.push(run(Command::new(&exe)
+                .args(["migrate", "bench", "--dry-run", "--fleet"])
+                .arg(&fleet)
+                .env("BENCH_URL", db.url())));
+        }
+        runs.sort();
+        println!(
+            "`steward migrate --dry-run` (up to date) as a process: median {:.1} ms",
+            ms(runs[10])
+        );
+    } else {
+        println!(
+            "(build `cargo build --release` first to time `steward migrate --dry-run` as a process)"
+        );
+    }
+
+    for tag in ["floor", "steward", "sqlx", "dbmate"] {
+        let _ = admin
+            .execute(
+                format!(
+                    "DROP DATABASE IF EXISTS \"steward_bench_{}_{tag}\" WITH (FORCE)",
+                    std::process::id()
+                )
+                .as_str(),
+            )
+            .await;
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn server_version(conn: &mut PgConnection) -> String {
+    sqlx::query_scalar::<_, String>("show server_version")
+        .fetch_one(conn)
+        .await
+        .unwrap_or_default()
+}
