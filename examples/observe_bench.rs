@@ -31,7 +31,9 @@ async fn observe_all(client: &VercelClient) -> usize {
         let (client, semaphore) = (client.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
-            vercel::observe(&client, &format!("client-{i:04}-web")).await.is_ok()
+            vercel::observe(&client, &format!("client-{i:04}-web"))
+                .await
+                .is_ok()
         }));
     }
     let mut ok = 0;
@@ -45,13 +47,19 @@ async fn observe_all(client: &VercelClient) -> usize {
 
 #[tokio::main]
 async fn main() {
-    let emulator = RunningEmulator::start(EmulatorConfig::new("bench-token")).await.expect("emulator");
+    let emulator = RunningEmulator::start(EmulatorConfig::new("bench-token"))
+        .await
+        .expect("emulator");
     for i in 0..PROJECTS {
         emulator.create_project(&format!("client-{i:04}-web"), None);
     }
-    let client = VercelClient::new(&emulator.base_url, Secret::new("bench-token"), None).expect("client");
+    let client =
+        VercelClient::new(&emulator.base_url, Secret::new("bench-token"), None).expect("client");
     println!("observing {PROJECTS} projects, concurrency {CONCURRENCY}");
-    println!("{:<14} {:>10} {:>18} {:>10}", "latency", "wall ms", "requests/client", "ok");
+    println!(
+        "{:<14} {:>10} {:>18} {:>10}",
+        "latency", "wall ms", "requests/client", "ok"
+    );
     for latency in [0u64, 20] {
         emulator.update_faults(|f| f.latency_ms = latency);
         emulator.reset_stats();
@@ -59,7 +67,16 @@ async fn main() {
         let ok = observe_all(&client).await;
         let wall = start.elapsed();
         let per_client = emulator.requests() as f64 / PROJECTS as f64;
-        println!("{:<14} {:>10.0} {:>18.2} {:>10}", format!("{latency} ms"), wall.as_secs_f64() * 1000.0, per_client, ok);
+        println!(
+            "{:<14} {:>10.0} {:>18.2} {:>10}",
+            format!("{latency} ms"),
+            wall.as_secs_f64() * 1000.0,
+            per_client,
+            ok
+        );
     }
-    println!("peak memory (VmHWM, emulator and client in one process): {:.1} MiB", peak_rss_mib());
+    println!(
+        "peak memory (VmHWM, emulator and client in one process): {:.1} MiB",
+        peak_rss_mib()
+    );
 }

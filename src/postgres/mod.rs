@@ -16,7 +16,7 @@ pub use connect::{Access, close, connect};
 pub use identity::{Identity, adopt, read_identity};
 pub use lock::{LockHolder, Session};
 pub use migrate::{Actor, MigrateReport, Rehearsal};
-pub use observe::{SchemaState, observe};
+pub use observe::{SchemaState, observe, observe_on};
 pub use verify::{CheckResult, VerifyReport, verify};
 pub use versions::{Row, Status, current as current_of, ensure_table};
 

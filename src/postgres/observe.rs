@@ -58,7 +58,8 @@ pub async fn observe(
     result
 }
 
-async fn observe_on(
+/// The observation on an open connection: two round trips.
+pub async fn observe_on(
     conn: &mut PgConnection,
     client: &str,
     database: &DatabaseConfig,
