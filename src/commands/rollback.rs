@@ -33,7 +33,7 @@ pub async fn run(args: RollbackArgs, printer: &Printer) -> Result<Exit> {
                 .last_alias_request
                 .as_ref()
                 .and_then(|r| r.from_deployment_id.clone());
-            match from.filter(|f| Some(f) != current.as_ref()) {
+            match from.filter(|f| !f.is_empty() && Some(f) != current.as_ref()) {
                 Some(id) => id,
                 None => bail!(
                     "client {name}: no previous production deployment is known; pass --to DEPLOYMENT"

@@ -388,7 +388,7 @@ fn list_deployments(state: &State, query: &Query, team: Option<&str>) -> Respons
         StatusCode::OK,
         json!({
             "pagination": {"count": page.len(), "next": next, "prev": prev},
-            "deployments": page.iter().map(|d| state.deployment_json(d)).collect::<Vec<_>>(),
+            "deployments": page.iter().map(|d| state.deployment_view(d)).collect::<Vec<_>>(),
         }),
     )
 }
@@ -412,7 +412,7 @@ fn find_deployment<'a>(
 
 fn get_deployment(state: &State, id: &str, team: Option<&str>) -> Response {
     match find_deployment(state, id, team) {
-        Some(d) => ok(StatusCode::OK, state.deployment_json(d)),
+        Some(d) => ok(StatusCode::OK, state.deployment_view(d)),
         None => not_found("deployment", id),
     }
 }
@@ -488,7 +488,7 @@ fn create_deployment(
         settled: false,
         source: source.to_owned(),
     };
-    let json = state.deployment_json(&deployment);
+    let json = state.deployment_view(&deployment);
     state.deployments.insert(id, deployment);
     ok(StatusCode::OK, json)
 }

@@ -212,13 +212,20 @@ impl State {
         };
         let from = project.production.clone();
         project.production = Some(deployment_id.to_owned());
-        project.last_alias_request = Some(json!({
-            "fromDeploymentId": from,
+        let mut request = json!({
             "toDeploymentId": deployment_id,
             "jobStatus": "succeeded",
             "requestedAt": now,
             "type": kind,
-        }));
+        });
+        // Required by the schema even for a project's first promotion: empty then.
+        if let Value::Object(map) = &mut request {
+            map.insert(
+                "fromDeploymentId".to_owned(),
+                Value::from(from.unwrap_or_default()),
+            );
+        }
+        project.last_alias_request = Some(request);
         project.auto_assign = kind != "rollback";
         project.updated_at = now;
         if let Some(d) = self.deployments.get_mut(deployment_id) {
@@ -269,7 +276,7 @@ impl State {
             "createdIn": "iad1",
             "regions": ["iad1"],
             "ownerId": project.and_then(|p| p.team.clone()).unwrap_or_else(|| "usr_emulator".to_owned()),
-            "creator": {"uid": "usr_emulator", "username": "steward"},
+            "creator": {"uid": "usr_emulator", "username": "steward", "email": "steward@emulator.invalid"},
             "inspectorUrl": format!("https://vercel.com/emulator/{}/{}", d.name, d.id),
             "meta": {
                 "githubCommitSha": d.sha,
@@ -299,6 +306,20 @@ impl State {
         })
     }
 
+    /// The deployment JSON with optional, non-nullable fields left out rather than null,
+    /// as the official schema requires (its conformance test checks this).
+    pub fn deployment_view(&self, d: &Deployment) -> Value {
+        let mut json = self.deployment_json(d);
+        if let Value::Object(map) = &mut json {
+            for key in OMIT_WHEN_NULL {
+                if map.get(*key).is_some_and(Value::is_null) {
+                    map.remove(*key);
+                }
+            }
+        }
+        json
+    }
+
     pub fn env_json(env: &EnvVar, decrypt: bool) -> Value {
         let value = match env.kind.as_str() {
             "sensitive" => String::new(),
@@ -325,23 +346,27 @@ impl State {
     }
 
     pub fn project_json(&self, p: &Project) -> Value {
-        let production = p
-            .production
-            .as_ref()
-            .and_then(|id| self.deployments.get(id))
-            .map(|d| {
-                let mut summary = self.deployment_json(d);
-                if let Value::Object(map) = &mut summary {
-                    map.insert("deploymentHostname".to_owned(), Value::from(d.host.clone()));
-                    map.insert("userId".to_owned(), Value::from("usr_emulator"));
-                    map.insert("private".to_owned(), Value::from(false));
+        // The project's deployment summaries (targets.production, latestDeployments).
+        let summary = |d: &Deployment| {
+            let mut summary = self.deployment_view(d);
+            if let Value::Object(map) = &mut summary {
+                map.insert("deploymentHostname".to_owned(), Value::from(d.host.clone()));
+                map.insert("userId".to_owned(), Value::from("usr_emulator"));
+                map.insert("private".to_owned(), Value::from(false));
+                if self.ready_state(d, now_ms()) == "READY" {
                     map.insert(
                         "readyAt".to_owned(),
                         Value::from(d.created_at + self.build_ms),
                     );
                 }
-                summary
-            });
+            }
+            summary
+        };
+        let production = p
+            .production
+            .as_ref()
+            .and_then(|id| self.deployments.get(id))
+            .map(summary);
         let latest: Vec<Value> = {
             let mut ds: Vec<&Deployment> = self
                 .deployments
@@ -349,10 +374,7 @@ impl State {
                 .filter(|d| d.project_id == p.id)
                 .collect();
             ds.sort_by_key(|d| std::cmp::Reverse(d.created_at));
-            ds.into_iter()
-                .take(5)
-                .map(|d| self.deployment_json(d))
-                .collect()
+            ds.into_iter().take(5).map(summary).collect()
         };
         json!({
             "accountId": p.team.clone().unwrap_or_else(|| "usr_emulator".to_owned()),
@@ -361,8 +383,8 @@ impl State {
             "framework": "nextjs",
             "nodeVersion": "20.x",
             "directoryListing": false,
-            "resourceConfig": {"functionDefaultMemoryType": "standard"},
-            "defaultResourceConfig": {"functionDefaultMemoryType": "standard"},
+            "resourceConfig": {"functionDefaultMemoryType": "standard", "functionDefaultRegions": ["iad1"]},
+            "defaultResourceConfig": {"functionDefaultMemoryType": "standard", "functionDefaultRegions": ["iad1"]},
             "createdAt": p.created_at,
             "updatedAt": p.updated_at,
             "live": false,
@@ -384,6 +406,15 @@ impl State {
         })
     }
 }
+
+const OMIT_WHEN_NULL: &[&str] = &[
+    "errorCode",
+    "errorStep",
+    "ready",
+    "readySubstate",
+    "aliasAssignedAt",
+    "aliasFinal",
+];
 
 fn hex_digest(text: &str) -> String {
     use sha2::{Digest, Sha256};
