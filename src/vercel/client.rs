@@ -16,7 +16,7 @@ use super::error::VercelError;
 use crate::secret::Secret;
 
 /// How many attempts a call gets, and the longest steward will wait on a `Retry-After`.
-const ATTEMPTS: usize = 6;
+const ATTEMPTS: usize = 4;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 
 #[derive(Clone)]

@@ -581,10 +581,11 @@ fn env_write_fault(state: &mut State) -> Option<Response> {
         return None;
     }
     faults.env_write_errors -= 1;
+    // A permanent refusal Vercel documents for env writes, so no retry papers over it.
     Some(error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal_server_error",
-        "An unexpected internal error occurred",
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        "Additional permissions are required to create production environment variables",
     ))
 }
 

@@ -97,7 +97,7 @@ pub struct Faults {
     /// Deployments of these shas turn unhealthy (503) once they serve production, as a
     /// bug that only shows under real traffic would.
     pub unhealthy_in_production: BTreeSet<String>,
-    /// The next N env writes fail with 500 (to test all-or-nothing env changes).
+    /// The next N env writes are refused with 403 (to test all-or-nothing env changes).
     pub env_write_errors: u32,
     /// Env writes allowed before `env_write_errors` start counting.
     pub env_writes_before_error: u32,
