@@ -352,3 +352,74 @@ async fn env_changed_in_the_dashboard_is_detected_as_drift_and_put_back() {
         Some("info")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_killed_after_migrating_resumes_with_only_the_remaining_steps() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.emulator.update_faults(|f| {
+        f.stuck_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args(["apply", "shop", "--yes", "--fleet"])
+        .arg(world.path())
+        .env("TEST_VERCEL_TOKEN", common::fleet::TOKEN)
+        .env("TEST_FINGERPRINT_KEY", common::fleet::FINGERPRINT_KEY)
+        .env("TEST_SHOP_DATABASE_URL", &world.db.url)
+        .env("TEST_STRIPE_KEY", STRIPE)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    // Wait until the build is under way: schema migrated and env written before it.
+    for _ in 0..200 {
+        if world.emulator.with_state(|s| s.deployments.len()) >= 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_12_18_001"),
+        "the migration had run"
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "the deploy had not"
+    );
+
+    world.emulator.update_faults(|f| f.stuck_shas.clear());
+    let plan = world.steward(&["plan", "shop", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_slice(&plan.stdout).expect("json");
+    let kinds: Vec<&str> = json["clients"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s["step"]["kind"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "preflight",
+            "deploy",
+            "wait_ready",
+            "health_check",
+            "promote",
+            "bake",
+            "record"
+        ],
+        "only what is left"
+    );
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    assert_eq!(
+        world.emulator.with_state(|s| s.deployments.len()),
+        2,
+        "the build that was under way was reused"
+    );
+}
