@@ -185,3 +185,78 @@ async fn env_writes_are_all_or_nothing() {
     let deployments = world.emulator.with_state(|s| s.deployments.len());
     assert_eq!(deployments, 1, "a half-synced env never reached a build");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_env_only_change_redeploys_the_production_build() {
+    let world = World::new().await;
+    world.steward(&["adopt", "shop"]);
+    world.steward(&["apply", "shop", "--yes"]);
+    world.write_client(SHA1, "2024_11_18_001", "debug", "");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let sources: Vec<String> = world
+        .emulator
+        .with_state(|s| s.deployments.values().map(|d| d.source.clone()).collect());
+    assert_eq!(
+        sources.iter().filter(|s| *s == "redeploy").count(),
+        1,
+        "{sources:?}"
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulator_keeps_its_state_in_a_file_across_restarts() {
+    use steward::emulator::vercel::{EmulatorConfig, RunningEmulator};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = EmulatorConfig::new("t");
+    config.state_file = Some(dir.path().join("state.json"));
+    config.projects = vec!["kept-web".to_owned()];
+    let first = RunningEmulator::start(config.clone()).await.expect("start");
+    let client = VercelClient::new(&first.base_url, Secret::new("t"), None).expect("client");
+    client
+        .upsert_env("kept-web", "K", &Secret::new("v"), "encrypted", "c")
+        .await
+        .expect("env");
+    first.shutdown();
+    config.projects.clear();
+    let second = RunningEmulator::start(config).await.expect("restart");
+    let client = VercelClient::new(&second.base_url, Secret::new("t"), None).expect("client");
+    let project = client.project("kept-web").await.expect("project survives");
+    assert_eq!(
+        project
+            .env
+            .iter()
+            .map(|e| e.key.as_str())
+            .collect::<Vec<_>>(),
+        ["K"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_deployments_follows_the_pagination_cursor_across_pages() {
+    let world = World::new().await;
+    let client = VercelClient::new(
+        &world.emulator.base_url,
+        Secret::new(common::fleet::TOKEN),
+        None,
+    )
+    .expect("client");
+    let project = client.project("shop-web").await.expect("project");
+    for _ in 0..105 {
+        client
+            .create_deployment(&project, SHA1)
+            .await
+            .expect("create");
+        tokio::time::sleep(Duration::from_millis(2)).await; // ms cursors need distinct times
+    }
+    let all = client
+        .deployments_for_sha(&project.id, SHA1)
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 105);
+    let mut ids: Vec<&str> = all.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), 105, "no page repeated or skipped");
+}

@@ -206,6 +206,29 @@ impl VercelClient {
         .await
     }
 
+    /// Rebuild an existing deployment (same commit) as a new production build, as the CLI's
+    /// `vercel redeploy` does: how an env change reaches production without new code.
+    pub async fn redeploy(
+        &self,
+        project: &Project,
+        deployment_id: &str,
+    ) -> Result<Deployment, VercelError> {
+        let body = json!({
+            "name": project.name,
+            "deploymentId": deployment_id,
+            "target": "production",
+            "autoAssignCustomDomains": false,
+            "meta": {"action": "redeploy", "deployedBy": "steward"},
+        });
+        self.call(
+            Method::POST,
+            "/v13/deployments",
+            &[("forceNew", "1".to_owned())],
+            Some(&body),
+        )
+        .await
+    }
+
     pub async fn promote(&self, project_id: &str, deployment_id: &str) -> Result<(), VercelError> {
         self.call::<Value>(
             Method::POST,

@@ -198,6 +198,10 @@ pub async fn deploy(
     sha: &str,
     env_changed: bool,
 ) -> Result<Deployment, VercelError> {
+    // Same commit, new env: redeploy what production runs, as the guide's "redeploy".
+    if env_changed && let Some(production) = project.production().filter(|p| p.sha() == Some(sha)) {
+        return client.redeploy(project, &production.id).await;
+    }
     if !env_changed {
         let existing = client.deployments_for_sha(&project.id, sha).await?;
         if let Some(found) = existing
