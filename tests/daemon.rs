@@ -10,16 +10,8 @@ use common::{stderr, stdout};
 use sqlx::Row;
 
 fn run_command(world: &World, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
-    command
-        .args(args)
-        .arg("--fleet")
-        .arg(world.path())
-        .env("TEST_VERCEL_TOKEN", common::fleet::TOKEN)
-        .env("TEST_FINGERPRINT_KEY", common::fleet::FINGERPRINT_KEY)
-        .env("TEST_SHOP_DATABASE_URL", &world.db.url)
-        .env("TEST_STRIPE_KEY", common::fleet::STRIPE)
-        .env("NO_COLOR", "1");
+    let mut command = world.command(args);
+    command.env_remove("RUST_LOG");
     command
 }
 

@@ -18,6 +18,9 @@ use crate::vercel::{self, EnvUndo};
 /// A progress callback: client, step, what happened.
 pub type OnStep = Arc<dyn Fn(&str, &Step, StepEvent) + Send + Sync>;
 
+/// Called when a plan is about to run (the daemon's before-update notification).
+pub type OnStart = Arc<dyn Fn(&Plan) + Send + Sync>;
+
 /// Settings for one run.
 #[derive(Clone)]
 pub struct Runner {
@@ -31,6 +34,8 @@ pub struct Runner {
     pub stop: Option<watch::Receiver<bool>>,
     /// Called as steps start and end, for progress output and metrics.
     pub on_step: Option<OnStep>,
+    /// Called once, under the lock, just before the first step of a plan runs.
+    pub on_start: Option<OnStart>,
     pub wave_blocked: Option<String>,
 }
 
@@ -53,6 +58,7 @@ impl Runner {
             build_timeout: Duration::from_secs(20 * 60),
             stop: None,
             on_step: None,
+            on_start: None,
             wave_blocked: None,
         }
     }
@@ -208,6 +214,9 @@ async fn run_steps(
         &event(runner, plan, "apply", EventKind::Started),
     )
     .await?;
+    if let Some(on_start) = &runner.on_start {
+        on_start(plan);
+    }
     let mut scratch = Scratch::default();
     let mut completed: Vec<Step> = Vec::new();
     let notify = |step: &Step, what: StepEvent| {

@@ -11,7 +11,7 @@ mod observe;
 pub mod record;
 pub mod undo;
 
-pub use execute::{OnStep, Outcome, Runner, StepEvent, execute};
+pub use execute::{OnStart, OnStep, Outcome, Runner, StepEvent, execute};
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
 
 use crate::postgres::PgError;

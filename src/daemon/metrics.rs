@@ -14,7 +14,7 @@ pub struct Metrics {
     loops: u64,
     pub phases: BTreeMap<String, u64>,
     pub revision: Option<String>,
-    pub vercel_requests: u64,
+    pub notifications: BTreeMap<(String, String), u64>,
 }
 
 impl Metrics {
@@ -88,14 +88,29 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP steward_vercel_requests_total Vercel API requests sent."
+            "# HELP steward_vercel_requests_total Vercel API responses, by HTTP status."
         );
         let _ = writeln!(out, "# TYPE steward_vercel_requests_total counter");
+        for (status, n) in crate::vercel::responses_by_status() {
+            let _ = writeln!(
+                out,
+                "steward_vercel_requests_total{{status=\"{}\"}} {n}",
+                escape(&status)
+            );
+        }
         let _ = writeln!(
             out,
-            "steward_vercel_requests_total {}",
-            self.vercel_requests
+            "# HELP steward_notifications_total Webhook notifications, by event and outcome."
         );
+        let _ = writeln!(out, "# TYPE steward_notifications_total counter");
+        for ((event, outcome), n) in &self.notifications {
+            let _ = writeln!(
+                out,
+                "steward_notifications_total{{event=\"{}\",outcome=\"{}\"}} {n}",
+                escape(event),
+                escape(outcome)
+            );
+        }
         let _ = writeln!(out, "# HELP steward_loops_total Passes over the fleet.");
         let _ = writeln!(out, "# TYPE steward_loops_total counter");
         let _ = writeln!(out, "steward_loops_total {}", self.loops);

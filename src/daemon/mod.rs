@@ -3,6 +3,7 @@
 //! a status server, and graceful shutdown that finishes the running step.
 
 mod metrics;
+pub mod notifications;
 mod server;
 pub mod shard;
 
@@ -21,6 +22,7 @@ use crate::manifest::schedule::WindowState;
 use crate::manifest::{self, Client, Fleet, LoadOptions};
 use crate::plan::{Hold, Mode, Outcome as PlanOutcome};
 pub use metrics::Metrics;
+pub use notifications::Notifier;
 pub use shard::Shard;
 
 /// How the daemon runs.
@@ -58,6 +60,9 @@ pub struct ClientStatus {
     retry_at: Option<Instant>,
     #[serde(skip)]
     failures: u32,
+    /// The last failure notified, so a retrying error is announced once, not every pass.
+    #[serde(skip)]
+    notified_failure: Option<String>,
 }
 
 /// State shared with the status server.
@@ -142,21 +147,26 @@ pub async fn run(
         watch_fleet(&settings.fleet_dir, tx)
     };
     let mut last_good: HashMap<String, Client> = HashMap::new();
+    let notifier = Notifier::new(&Default::default(), Some(shared.clone()));
     loop {
-        let exit = pass(&settings, &shared, &stop, &mut last_good).await;
+        let exit = pass(&settings, &shared, &stop, &mut last_good, &notifier).await;
         {
             let mut s = shared.write().await;
             s.last_loop = Some(Instant::now());
             s.metrics.loop_done();
         }
         if settings.once || *stop.borrow() {
+            notifier.flush(Duration::from_secs(15)).await;
             return if settings.once { exit } else { Exit::Success };
         }
         let mut stop_wait = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(settings.interval) => {}
             _ = rx.recv() => tracing::info!("fleet checkout changed; resyncing"),
-            _ = stop_wait.changed() => return Exit::Success,
+            _ = stop_wait.changed() => {
+                notifier.flush(Duration::from_secs(15)).await;
+                return Exit::Success;
+            }
         }
     }
 }
@@ -167,6 +177,7 @@ async fn pass(
     shared: &Arc<RwLock<Shared>>,
     stop: &watch::Receiver<bool>,
     last_good: &mut HashMap<String, Client>,
+    notifier: &Notifier,
 ) -> Exit {
     let loaded = manifest::load(&settings.fleet_dir, LoadOptions::default());
     let mut invalid_manifests = false;
@@ -189,6 +200,7 @@ async fn pass(
     for (name, client) in &fleet.clients {
         last_good.insert(name.clone(), client.clone());
     }
+    notifier.configure(&fleet.manifest.spec.notify);
     let revision = revision(&settings.fleet_dir);
     {
         let mut s = shared.write().await;
@@ -236,23 +248,21 @@ async fn pass(
             if !due {
                 continue;
             }
-            let (fleet, settings, shared, stop, revision, blocked, semaphore) = (
-                fleet.clone(),
-                settings.clone(),
-                shared.clone(),
-                stop.clone(),
-                revision.clone(),
-                blocked.clone(),
-                semaphore.clone(),
-            );
+            let context = Context {
+                fleet: fleet.clone(),
+                settings: settings.clone(),
+                shared: shared.clone(),
+                stop: stop.clone(),
+                revision: revision.clone(),
+                notifier: notifier.clone(),
+            };
+            let (blocked, semaphore) = (blocked.clone(), semaphore.clone());
             // Futures polled together on this task (bounded by the semaphore): the apply
             // future borrows its fleet and connection, so it stays on one task.
             tasks.push(async move {
                 let _permit = semaphore.acquire_owned().await;
                 let span = tracing::info_span!("reconcile", client = %name);
-                reconcile(fleet, name, settings, shared, stop, revision, blocked)
-                    .instrument(span)
-                    .await
+                reconcile(context, name, blocked).instrument(span).await
             });
         }
         let mut failures = 0;
@@ -293,16 +303,26 @@ async fn pass(
     exit
 }
 
-/// Reconcile one client: observe, plan (as the daemon), apply when allowed.
-async fn reconcile(
+/// What every reconcile of one pass shares.
+struct Context {
     fleet: Arc<Fleet>,
-    name: String,
     settings: Settings,
     shared: Arc<RwLock<Shared>>,
     stop: watch::Receiver<bool>,
     revision: Option<String>,
-    blocked: Option<String>,
-) -> Exit {
+    notifier: Notifier,
+}
+
+/// Reconcile one client: observe, plan (as the daemon), apply when allowed.
+async fn reconcile(context: Context, name: String, blocked: Option<String>) -> Exit {
+    let Context {
+        fleet,
+        settings,
+        shared,
+        stop,
+        revision,
+        notifier,
+    } = context;
     let Some(client) = fleet.clients.get(&name) else {
         return Exit::Error;
     };
@@ -328,6 +348,13 @@ async fn reconcile(
             }
         },
     ));
+    let (start_notifier, start_revision) = (notifier.clone(), revision.clone());
+    runner.on_start = Some(Arc::new(move |plan: &crate::plan::Plan| {
+        start_notifier.send(notifications::Message::before_update(
+            plan,
+            start_revision.clone(),
+        ));
+    }));
     let started = Instant::now();
     let result = apply::execute(&runner, &fleet, client, None).await;
     let next_window = match client.config.schedule.state(chrono::Utc::now()) {
@@ -347,6 +374,10 @@ async fn reconcile(
         Ok(Outcome::Converged(_)) => ("Converged", String::new(), Exit::Success),
         Ok(Outcome::Applied(plan)) => {
             status.last_change = Some(format!("{now}: applied plan {}", plan.hash));
+            notifier.send(notifications::Message::after_update(
+                &plan,
+                revision.clone(),
+            ));
             ("Converged", String::new(), Exit::Success)
         }
         Ok(Outcome::NotRun(plan)) => {
@@ -371,8 +402,20 @@ async fn reconcile(
             Exit::Changes,
         ),
         Ok(Outcome::Failed {
-            step, error, undo, ..
+            plan,
+            step,
+            error,
+            undo,
+            ..
         }) => {
+            if !undo.run.is_empty() {
+                notifier.send(notifications::Message::rollback(
+                    &plan,
+                    &step,
+                    undo.run.len(),
+                    revision.clone(),
+                ));
+            }
             status.last_change = Some(format!(
                 "{now}: failed at {step}, rolled back {} step(s)",
                 undo.run.len()
@@ -399,6 +442,18 @@ async fn reconcile(
         status.failures = 0;
         status.retry_at = None;
     }
+    if matches!(phase, "Failed" | "Error") {
+        if status.notified_failure.as_deref() != Some(reason.as_str()) {
+            notifier.send(notifications::Message::failure(
+                &name,
+                &reason,
+                revision.clone(),
+            ));
+            status.notified_failure = Some(reason.clone());
+        }
+    } else {
+        status.notified_failure = None;
+    }
     if phase == "Converged" {
         status.converged_on = Some(revision);
     }
@@ -410,8 +465,19 @@ async fn reconcile(
 /// The error policy: transient errors retry soon with exponential backoff; permanent ones
 /// wait much longer (a manifest change triggers a new pass anyway).
 pub fn backoff(err: &ApplyError, failures: u32) -> Duration {
-    let base = if err.is_transient() { 5 } else { 300 };
-    Duration::from_secs((base * 2u64.saturating_pow(failures.saturating_sub(1).min(7))).min(600))
+    use backon::BackoffBuilder;
+    let base = Duration::from_secs(if err.is_transient() { 5 } else { 300 });
+    let max = Duration::from_secs(600);
+    // backon's exponential schedule, without jitter so the schedule is predictable in
+    // `/status`; the n-th delay is the one for the n-th consecutive failure.
+    backon::ExponentialBuilder::default()
+        .with_min_delay(base)
+        .with_max_delay(max)
+        .with_factor(2.0)
+        .without_max_times()
+        .build()
+        .nth(failures.saturating_sub(1) as usize)
+        .unwrap_or(max)
 }
 
 #[cfg(test)]

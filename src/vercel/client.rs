@@ -2,8 +2,9 @@
 //! on every call, and retries with backon — 429 and 5xx retried, honouring `Retry-After`
 //! first, then `X-RateLimit-Reset`, then the body's `limit.reset`; other 4xx are final.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
@@ -18,6 +19,23 @@ use crate::secret::Secret;
 /// How many attempts a call gets, and the longest steward will wait on a `Retry-After`.
 const ATTEMPTS: usize = 4;
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// Responses by HTTP status (or `transport_error`) across every client in the process,
+/// for the daemon's `steward_vercel_requests_total{status}`.
+static RESPONSES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+fn count_response(status: &str) {
+    let mut counts = RESPONSES.lock().unwrap_or_else(PoisonError::into_inner);
+    *counts.entry(status.to_owned()).or_default() += 1;
+}
+
+/// Vercel responses so far in this process, by status.
+pub fn responses_by_status() -> BTreeMap<String, u64> {
+    RESPONSES
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .clone()
+}
 
 #[derive(Clone)]
 pub struct VercelClient {
@@ -107,11 +125,18 @@ impl VercelClient {
             request = request.json(body);
         }
         self.sent.fetch_add(1, Ordering::Relaxed);
-        let response = request.send().await.map_err(|e| VercelError::Transport {
-            url: url.clone(),
-            reason: without_url(&e),
-        })?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => {
+                count_response("transport_error");
+                return Err(VercelError::Transport {
+                    url: url.clone(),
+                    reason: without_url(&e),
+                });
+            }
+        };
         let status = response.status();
+        count_response(status.as_str());
         let headers = response.headers().clone();
         let bytes = response.bytes().await.map_err(|e| VercelError::Transport {
             url: url.clone(),

@@ -10,7 +10,7 @@ pub mod health;
 use std::time::{Duration, Instant};
 
 pub use api::{Deployment, EnvVar, Project};
-pub use client::VercelClient;
+pub use client::{VercelClient, responses_by_status};
 pub use error::VercelError;
 
 use crate::plan::{

@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Output;
+use std::process::{Command, Output};
 
 use steward::emulator::vercel::{EmulatorConfig, RunningEmulator};
 
@@ -30,19 +30,19 @@ impl World {
         emulator.create_project("shop-web", None);
         let dir = tempfile::tempdir().expect("tempdir");
         let world = World { db, emulator, dir };
-        world.write_fleet();
+        world.write_fleet(&super::repo_root().join("migrations"), "");
         world.write_client(SHA1, "2024_11_18_001", "info", "");
         world
     }
 
-    fn write_fleet(&self) {
+    /// (Re)write `fleet.yaml` with this migrations folder and extra `spec` lines.
+    pub fn write_fleet(&self, migrations: &Path, extra: &str) {
         let root = self.dir.path();
         fs::create_dir_all(root.join("clients")).expect("mkdir");
-        let migrations = super::repo_root().join("migrations");
         fs::write(
             root.join("fleet.yaml"),
             format!(
-                "apiVersion: steward/v1\nkind: Fleet\nspec:\n  migrations: {}\n  backups: {{dir: backups}}\n  vercel:\n    apiUrl: {}\n    token: {{env: TEST_VERCEL_TOKEN}}\n    connectTo: [{{host: \"*.vercel.app\", to: \"{}\", scheme: http}}]\n  fingerprintKey: {{env: TEST_FINGERPRINT_KEY}}\n",
+                "apiVersion: steward/v1\nkind: Fleet\nspec:\n  migrations: {}\n  backups: {{dir: backups}}\n  vercel:\n    apiUrl: {}\n    token: {{env: TEST_VERCEL_TOKEN}}\n    connectTo: [{{host: \"*.vercel.app\", to: \"{}\", scheme: http}}]\n  fingerprintKey: {{env: TEST_FINGERPRINT_KEY}}\n{extra}",
                 migrations.display(),
                 self.emulator.base_url,
                 self.emulator.authority()
@@ -67,7 +67,12 @@ impl World {
     }
 
     pub fn steward(&self, args: &[&str]) -> Output {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_steward"));
+        self.command(args).output().expect("run steward")
+    }
+
+    /// `steward ARGS --fleet DIR` with the world's secrets in its environment.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
         command
             .args(args)
             .arg("--fleet")
@@ -78,7 +83,7 @@ impl World {
             .env("TEST_STRIPE_KEY", STRIPE)
             .env("NO_COLOR", "1")
             .env("RUST_LOG", "info");
-        command.output().expect("run steward")
+        command
     }
 
     /// Fail the test if a secret's bytes appear in this output.

@@ -165,3 +165,4 @@ pub async fn admin() -> PgConnection {
 }
 
 pub mod fleet;
+pub mod hooks;
