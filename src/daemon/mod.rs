@@ -110,28 +110,46 @@ pub fn revision(dir: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
-/// Watch the checkout (and the folder holding it, so a git-sync symlink swap is seen);
-/// every burst of changes becomes one message, debounced to 300 ms.
-fn watch_fleet(
-    dir: &Path,
-    tx: mpsc::Sender<()>,
-) -> Option<notify_debouncer_mini::Debouncer<notify::RecommendedWatcher>> {
-    use notify::RecursiveMode;
-    let mut debouncer =
-        notify_debouncer_mini::new_debouncer(Duration::from_millis(300), move |_| {
+/// Watch the checkout, its migrations, and the folder holding it (so a git-sync symlink
+/// swap is seen). Only changes count: reads (steward's own loads raise inotify open and
+/// close events) and steward's own backups would otherwise wake the loop forever.
+fn watch_fleet(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let link = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| link.clone());
+    let fleet = Fleet::load(dir).ok();
+    let migrations = fleet
+        .as_ref()
+        .and_then(|f| std::fs::canonicalize(&f.migrations_dir).ok());
+    let backups = fleet
+        .as_ref()
+        .map(|f| std::fs::canonicalize(&f.backups_dir).unwrap_or_else(|_| f.backups_dir.clone()));
+    let (watched_dir, watched_link) = (resolved.clone(), link.clone());
+    let watched_migrations = migrations.clone();
+    let relevant = move |path: &Path| {
+        let inside = path.starts_with(&watched_dir)
+            || watched_migrations
+                .as_ref()
+                .is_some_and(|m| path.starts_with(m));
+        (inside && !backups.as_ref().is_some_and(|b| path.starts_with(b))) || path == watched_link
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && !matches!(event.kind, EventKind::Access(_))
+            && event.paths.iter().any(|p| relevant(p))
+        {
             let _ = tx.try_send(());
-        })
-        .ok()?;
-    let watcher = debouncer.watcher();
-    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        }
+    })
+    .ok()?;
     let _ = watcher.watch(&resolved, RecursiveMode::Recursive);
-    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+    if let Some(parent) = link.parent() {
         let _ = watcher.watch(parent, RecursiveMode::NonRecursive);
     }
-    if let Ok(fleet) = Fleet::load(dir) {
-        let _ = watcher.watch(&fleet.migrations_dir, RecursiveMode::Recursive);
+    if let Some(migrations) = migrations {
+        let _ = watcher.watch(&migrations, RecursiveMode::Recursive);
     }
-    Some(debouncer)
+    Some(watcher)
 }
 
 /// Run until shutdown (or one pass with `--once`). Returns the `--once` exit code.
@@ -141,11 +159,13 @@ pub async fn run(
     stop: watch::Receiver<bool>,
 ) -> Exit {
     let (tx, mut rx) = mpsc::channel::<()>(1);
-    let _watcher = if settings.once {
-        None
-    } else {
-        watch_fleet(&settings.fleet_dir, tx)
+    let watch = |tx| {
+        (!settings.once)
+            .then(|| watch_fleet(&settings.fleet_dir, tx))
+            .flatten()
     };
+    let mut _watcher = watch(tx.clone());
+    let mut watched = std::fs::canonicalize(&settings.fleet_dir).ok();
     let mut last_good: HashMap<String, Client> = HashMap::new();
     let notifier = Notifier::new(&Default::default(), Some(shared.clone()));
     loop {
@@ -155,6 +175,12 @@ pub async fn run(
             s.last_loop = Some(Instant::now());
             s.metrics.loop_done();
         }
+        // A git-sync symlink swap moved the checkout: watch the new worktree instead.
+        let now_at = std::fs::canonicalize(&settings.fleet_dir).ok();
+        if !settings.once && now_at != watched {
+            _watcher = watch(tx.clone());
+            watched = now_at;
+        }
         if settings.once || *stop.borrow() {
             notifier.flush(Duration::from_secs(15)).await;
             return if settings.once { exit } else { Exit::Success };
@@ -162,7 +188,12 @@ pub async fn run(
         let mut stop_wait = stop.clone();
         tokio::select! {
             _ = tokio::time::sleep(settings.interval) => {}
-            _ = rx.recv() => tracing::info!("fleet checkout changed; resyncing"),
+            _ = rx.recv() => {
+                // Debounce: a `git pull` is a burst of writes; act once it settles.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                while rx.try_recv().is_ok() {}
+                tracing::info!("fleet checkout changed; resyncing");
+            }
             _ = stop_wait.changed() => {
                 notifier.flush(Duration::from_secs(15)).await;
                 return Exit::Success;

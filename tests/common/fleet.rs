@@ -72,11 +72,16 @@ impl World {
 
     /// `steward ARGS --fleet DIR` with the world's secrets in its environment.
     pub fn command(&self, args: &[&str]) -> Command {
+        self.command_at(self.path(), args)
+    }
+
+    /// Like [`World::command`], on a fleet at another path (a copy, or a symlink to one).
+    pub fn command_at(&self, fleet: &Path, args: &[&str]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
         command
             .args(args)
             .arg("--fleet")
-            .arg(self.path())
+            .arg(fleet)
             .env("TEST_VERCEL_TOKEN", TOKEN)
             .env("TEST_FINGERPRINT_KEY", FINGERPRINT_KEY)
             .env("TEST_SHOP_DATABASE_URL", &self.db.url)

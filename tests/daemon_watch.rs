@@ -1,0 +1,256 @@
+//! `steward run` as a long-lived daemon: it sees commits and git-sync symlink swaps at once,
+//! and SIGTERM during a migration finishes the migration before exiting 0.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::fleet::{SHA1, SHA2, World};
+use common::{copy_dir, repo_root, stderr};
+use sqlx::Row;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
+        .args(args)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+    format!("127.0.0.1:{}", listener.local_addr().expect("addr").port())
+}
+
+/// Start the daemon with a long interval, so only the watcher can explain a quick reaction.
+fn start(world: &World, fleet: &Path, addr: &str) -> Child {
+    world
+        .command_at(fleet, &["run", "--listen", addr, "--interval", "600s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+async fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check() {
+            return started.elapsed();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}: not within {limit:?}");
+}
+
+fn deployed(world: &World, sha: &str) -> bool {
+    world
+        .emulator
+        .with_state(|s| s.deployments.values().any(|d| d.sha == sha))
+}
+
+async fn metrics(addr: &str) -> String {
+    match reqwest::get(format!("http://{addr}/metrics")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// SIGTERM, then the exit status (the test fails if it takes over 20 s).
+async fn terminate(mut child: Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    for _ in 0..200 {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    panic!("the daemon did not exit within 20 s of SIGTERM")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_to_the_checkout_is_acted_on_within_two_seconds_and_recorded_as_the_revision() {
+    let world = World::new().await;
+    git(world.path(), &["init", "-q"]);
+    git(world.path(), &["add", "-A"]);
+    git(world.path(), &["commit", "-qm", "shop on sha1"]);
+    world.steward(&["adopt", "shop"]);
+    let addr = free_addr();
+    let child = start(&world, world.path(), &addr);
+    wait_for("first convergence", Duration::from_secs(60), || {
+        world.production_sha().as_deref() == Some(SHA1)
+    })
+    .await;
+
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    git(world.path(), &["commit", "-qam", "shop on sha2"]);
+    let head = git(world.path(), &["rev-parse", "HEAD"]);
+    let reacted = wait_for("a build of the new commit", Duration::from_secs(10), || {
+        deployed(&world, SHA2)
+    })
+    .await;
+    assert!(
+        reacted < Duration::from_secs(2),
+        "the commit was acted on after {reacted:?}"
+    );
+    wait_for("promotion", Duration::from_secs(30), || {
+        world.production_sha().as_deref() == Some(SHA2)
+    })
+    .await;
+    let text = metrics(&addr).await;
+    assert!(
+        text.contains(&format!("steward_fleet_revision{{revision=\"{head}\"}} 1")),
+        "the new HEAD is the fleet revision:\n{text}"
+    );
+    let mut conn = world.db.connect().await;
+    let recorded: Option<String> = sqlx::query(
+        "select fleet_revision from steward_events where step = 'apply' and outcome = 'started' order by id desc limit 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("event")
+    .get("fleet_revision");
+    assert_eq!(recorded.as_deref(), Some(head.as_str()));
+
+    // Idle, the daemon must not wake itself: its own reads and backups are not changes.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let loops = |text: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix("steward_loops_total "))
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    let before = loops(&metrics(&addr).await);
+    assert!(before.is_some(), "steward_loops_total is served");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        loops(&metrics(&addr).await),
+        before,
+        "an idle daemon ran passes nobody asked for"
+    );
+    assert_eq!(terminate(child).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_git_sync_symlink_swap_to_a_new_worktree_is_seen() {
+    let world = World::new().await;
+    world.steward(&["adopt", "shop"]);
+    let root = tempfile::tempdir().expect("tempdir");
+    let (rev1, rev2) = (root.path().join("rev1"), root.path().join("rev2"));
+    copy_dir(world.path(), &rev1);
+    let current = root.path().join("current");
+    std::os::unix::fs::symlink(&rev1, &current).expect("symlink");
+    let addr = free_addr();
+    let child = start(&world, &current, &addr);
+    wait_for("first convergence", Duration::from_secs(60), || {
+        world.production_sha().as_deref() == Some(SHA1)
+    })
+    .await;
+
+    // What git-sync does: a new worktree, a new link beside the old one, an atomic rename.
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    copy_dir(world.path(), &rev2);
+    let staged = root.path().join(".current-new");
+    std::os::unix::fs::symlink(&rev2, &staged).expect("symlink");
+    std::fs::rename(&staged, &current).expect("swap");
+    let reacted = wait_for("a build after the swap", Duration::from_secs(10), || {
+        deployed(&world, SHA2)
+    })
+    .await;
+    assert!(
+        reacted < Duration::from_secs(2),
+        "swap seen after {reacted:?}"
+    );
+    wait_for("promotion", Duration::from_secs(30), || {
+        world.production_sha().as_deref() == Some(SHA2)
+    })
+    .await;
+    assert_eq!(terminate(child).await.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_a_migration_finishes_the_migration_starts_nothing_else_and_exits_zero() {
+    let world = World::new().await;
+    let migrations = tempfile::tempdir().expect("tempdir");
+    copy_dir(&repo_root().join("migrations"), migrations.path());
+    std::fs::write(
+        migrations
+            .path()
+            .join("2099_01_01_001_slow_backfill.up.sql"),
+        "select pg_sleep(3);\ncreate table slow_marker (id int);\n",
+    )
+    .expect("write");
+    std::fs::write(
+        migrations
+            .path()
+            .join("2099_01_01_001_slow_backfill.down.sql"),
+        "drop table slow_marker;\n",
+    )
+    .expect("write");
+    world.write_fleet(migrations.path(), "");
+    world.write_client(SHA1, "2099_01_01_001", "info", "");
+    world.steward(&["adopt", "shop"]);
+    let mut child = start(&world, world.path(), &free_addr());
+
+    let mut conn = world.db.connect().await;
+    let started = Instant::now();
+    loop {
+        let sleeping: i64 = sqlx::query(
+            "select count(*) as n from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid() and query like '%pg_sleep(3)%'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("activity")
+        .get("n");
+        if sleeping > 0 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!("the migration never started:\n{}", stderr(&out));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = terminate(child).await;
+    assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
+
+    let applied: Option<String> = sqlx::query(
+        "select status from system_versions where version = '2099_01_01_001' order by applied_at desc limit 1",
+    )
+    .fetch_optional(&mut conn)
+    .await
+    .expect("versions")
+    .map(|r| r.get("status"));
+    assert_eq!(
+        applied.as_deref(),
+        Some("applied"),
+        "the running migration finished"
+    );
+    sqlx::query("select count(*) from slow_marker")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the migration's table exists");
+    assert!(!deployed(&world, SHA1), "no step started after the signal");
+    let interrupted: i64 = sqlx::query(
+        "select count(*) as n from steward_events where detail like 'interrupted by shutdown%'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("events")
+    .get("n");
+    assert_eq!(interrupted, 1, "the interruption is recorded");
+}
