@@ -739,3 +739,169 @@ async fn the_emulator_answers_in_github_s_shapes() {
         .expect("typed status");
     assert_eq!(status.context.as_deref(), Some("default"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_too_long_for_a_comment_is_cut_with_a_note_saying_where_the_full_plan_is() {
+    let emulator = emulator().await;
+    let mut markdown = format!("{COMMENT_MARKER}\n### steward plan\n\n```sql\n");
+    while markdown.len() < 100_000 {
+        markdown.push_str("ALTER TABLE accounts ADD COLUMN note text;\n");
+    }
+    markdown.push_str("```\n");
+    let plan = json!({
+        "version": 1, "outcome": "changes", "summary": "steward plan: 1 client: 1 with changes",
+        "revision": null, "clients": [], "errors": [], "markdown": markdown,
+    })
+    .to_string();
+    let out = steward_comment(
+        &emulator,
+        &[
+            "--pr",
+            "6",
+            "--full-plan-at",
+            "the `steward-plan` artifact of this job",
+        ],
+        &[("GITHUB_TOKEN", TOKEN)],
+        Some(&plan),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let comments = emulator.comments(REPO, 6);
+    assert_eq!(comments.len(), 1);
+    let body = &comments[0].body;
+    assert!(body.chars().count() <= 65_536, "{}", body.chars().count());
+    assert!(body.starts_with(COMMENT_MARKER));
+    assert!(
+        body.contains("The full plan is in the `steward-plan` artifact of this job."),
+        "{}",
+        &body[body.len() - 300..]
+    );
+}
+
+/// `steward emulate github` as a process: admin endpoints seed comments and tags, inject
+/// faults and show the request log, and `steward comment` runs against it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emulate_github_command_serves_admin_endpoints_for_seeding_faults_and_the_log() {
+    use std::io::BufRead as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_steward"))
+        .args([
+            "emulate",
+            "github",
+            "--listen",
+            "127.0.0.1:0",
+            "--token",
+            TOKEN,
+        ])
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map(KillOnDrop)
+        .expect("start the emulator");
+    let mut line = String::new();
+    std::io::BufReader::new(child.0.stderr.take().expect("stderr"))
+        .read_line(&mut line)
+        .expect("its first line");
+    let base = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_owned();
+    let http = reqwest::Client::new();
+    let admin = |path: &str| format!("{base}/_emulator/{path}");
+
+    let seeded = http
+        .post(admin("comments"))
+        .json(&json!({"repo": REPO, "pr": 40, "body": "+1", "login": "alice", "count": 3}))
+        .send()
+        .await
+        .expect("seed comments");
+    assert_eq!(seeded.status().as_u16(), 201);
+    let tag = http
+        .post(admin("tags"))
+        .json(&json!({"repo": REPO, "tag": "v3", "sha": SHA, "annotated": true}))
+        .send()
+        .await
+        .expect("seed tag");
+    assert_eq!(tag.status().as_u16(), 201);
+    let faults = http
+        .post(admin("faults"))
+        .json(&json!({"rateLimit": 1, "rateLimitStatus": 429, "retryAfterSecs": 1}))
+        .send()
+        .await
+        .expect("faults");
+    assert_eq!(faults.status().as_u16(), 200);
+
+    let out = {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
+        command
+            .args(["comment", "--repo", REPO, "--pr", "40", "--api-url", &base])
+            .env_remove("GITHUB_APP_ID")
+            .env("GITHUB_TOKEN", TOKEN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut running = command.spawn().expect("steward comment");
+        {
+            use std::io::Write as _;
+            let mut stdin = running.stdin.take().expect("stdin");
+            stdin
+                .write_all(plan_json("clean", "steward plan: 0 clients").as_bytes())
+                .expect("plan");
+        }
+        running.wait_with_output().expect("output")
+    };
+    let resolved = GithubClient::new(&base, &GithubAuth::token(TOKEN))
+        .expect("client")
+        .resolve_tag(&repo(), "v3")
+        .await;
+    let log: Vec<LoggedRequest> = http
+        .get(admin("requests"))
+        .send()
+        .await
+        .expect("log")
+        .json()
+        .await
+        .expect("log json");
+    let comments: Vec<Value> = http
+        .get(admin("comments?repo=example-org/web-app&pr=40"))
+        .send()
+        .await
+        .expect("comments")
+        .json()
+        .await
+        .expect("comments json");
+    drop(child);
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(resolved.expect("tag"), SHA);
+    assert_eq!(log.first().map(|r| r.status), Some(429), "{log:#?}");
+    assert!(
+        log.iter()
+            .any(|r| r.method == "POST" && r.path.ends_with("/issues/40/comments")),
+        "{log:#?}"
+    );
+    assert_eq!(comments.len(), 4, "three seeded and ours: {comments:#?}");
+}
+
+/// Stops a child process however the test ends, so no emulator outlives a failed test.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
