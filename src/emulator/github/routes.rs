@@ -1,7 +1,8 @@
 //! Request handling: admin endpoints, injected faults, auth, then one handler per
 //! operation. Paths are matched by hand (as in the Vercel emulator) because the same API
 //! is served at `/` and under the GitHub Enterprise prefix `/api/v3`, and tag names may
-//! contain slashes.
+//! contain slashes. It is one long file, like the Vercel emulator's: each handler is
+//! short, and they share the auth, error and pagination helpers at the top.
 
 use std::collections::HashMap;
 use std::sync::Arc;
