@@ -352,11 +352,20 @@ pub struct CommentArgs {
     /// The plan (JSON from `steward plan --format json`), a file or `-` for stdin.
     #[arg(long, default_value = "-")]
     pub plan: String,
-    /// The PR head commit to set the status on.
+    /// The PR head commit to set the `steward/plan` status on.
     #[arg(long)]
     pub sha: Option<String>,
-    #[command(flatten)]
-    pub fleet: FleetArgs,
+    /// A fleet whose `spec.github` gives the API URL and token (both optional).
+    #[arg(long)]
+    pub fleet: Option<PathBuf>,
+    /// The GitHub API (GitHub Enterprise: https://HOST/api/v3). Default: the fleet's
+    /// `spec.github.apiUrl`, else https://api.github.com.
+    #[arg(long, env = "GITHUB_API_URL")]
+    pub api_url: Option<String>,
+    /// Where readers find the full plan when it is too long for a comment (a CI artifact
+    /// name or URL). Default: the --plan file.
+    #[arg(long)]
+    pub full_plan_at: Option<String>,
 }
 
 /// Parse durations written like `500ms`, `5s`, `10m`, `1h`.

@@ -12,6 +12,7 @@ pub mod commands;
 pub mod daemon;
 pub mod emulator;
 pub mod exit;
+pub mod github;
 pub mod manifest;
 pub mod migrations;
 pub mod output;

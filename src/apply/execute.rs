@@ -37,6 +37,9 @@ pub struct Runner {
     /// Called once, under the lock, just before the first step of a plan runs.
     pub on_start: Option<OnStart>,
     pub wave_blocked: Option<String>,
+    /// A Vercel client to share across runs (its connection pool with it); built from the
+    /// fleet when absent.
+    pub vercel: Option<vercel::VercelClient>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -60,6 +63,7 @@ impl Runner {
             on_step: None,
             on_start: None,
             wave_blocked: None,
+            vercel: None,
         }
     }
 
@@ -123,7 +127,10 @@ pub async fn execute(
     expected_hash: Option<&str>,
 ) -> Result<Outcome, ApplyError> {
     let name = client.config.name.clone();
-    let vercel_client = observe::vercel_client(fleet)?;
+    let vercel_client = match &runner.vercel {
+        Some(shared) => shared.clone(),
+        None => observe::vercel_client(fleet)?,
+    };
     let first = observe::prepare(
         fleet,
         client,

@@ -1,8 +1,9 @@
 //! `steward emulate vercel|github`: run an emulator until Ctrl-C.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use crate::cli::{EmulateArgs, EmulatedApi};
+use crate::emulator::github;
 use crate::emulator::vercel::{EmulatorConfig, RunningEmulator};
 use crate::exit::Exit;
 use crate::output::Printer;
@@ -23,6 +24,17 @@ pub async fn run(args: EmulateArgs, printer: &Printer) -> Result<Exit> {
             emulator.shutdown();
             Ok(Exit::Success)
         }
-        EmulatedApi::Github(_) => bail!("the GitHub emulator is not available in this build"),
+        EmulatedApi::Github(g) => {
+            let mut config = github::GithubEmulatorConfig::new(g.token);
+            config.listen = g.listen.parse()?;
+            let emulator = github::RunningEmulator::start(config).await?;
+            printer.note(format!(
+                "GitHub emulator listening on {} (also under /api/v3); Ctrl-C stops it",
+                emulator.base_url
+            ));
+            tokio::signal::ctrl_c().await?;
+            emulator.shutdown();
+            Ok(Exit::Success)
+        }
     }
 }

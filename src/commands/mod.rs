@@ -4,6 +4,7 @@
 mod adopt;
 mod apply;
 mod backup;
+mod comment;
 mod demo;
 mod emulate;
 mod history;
@@ -48,12 +49,9 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Retry(args) => retry::run(args, &printer).await,
         Command::Rollback(args) => rollback::run(args, &printer).await,
         Command::Emulate(args) => emulate::run(args, &printer).await,
+        Command::Comment(args) => comment::run(args, &printer).await,
         Command::Run(args) => run::run(args, &printer).await,
         Command::Demo(args) => demo::run(args, &printer).await,
-        other => Err(anyhow::anyhow!(
-            "`steward {}` is not available in this build",
-            command_name(&other)
-        )),
     };
     match result {
         Ok(exit) => exit,
@@ -71,13 +69,4 @@ fn exit_for(err: &anyhow::Error) -> Exit {
     } else {
         Exit::Error
     }
-}
-
-fn command_name(command: &Command) -> String {
-    let debug = format!("{command:?}");
-    debug
-        .split(['(', ' ', '{'])
-        .next()
-        .unwrap_or_default()
-        .to_lowercase()
 }

@@ -238,6 +238,8 @@ async fn pass(
         s.loaded = true;
         s.metrics.revision = revision.clone();
     }
+    // One client per pass: its connection pool then serves every client of the fleet.
+    let vercel = apply::prepare_client(&fleet).ok();
     let fleet = Arc::new(fleet);
     let mut waves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (name, client) in &fleet.clients {
@@ -286,6 +288,7 @@ async fn pass(
                 stop: stop.clone(),
                 revision: revision.clone(),
                 notifier: notifier.clone(),
+                vercel: vercel.clone(),
             };
             let (blocked, semaphore) = (blocked.clone(), semaphore.clone());
             // Futures polled together on this task (bounded by the semaphore): the apply
@@ -342,6 +345,7 @@ struct Context {
     stop: watch::Receiver<bool>,
     revision: Option<String>,
     notifier: Notifier,
+    vercel: Option<crate::vercel::VercelClient>,
 }
 
 /// Reconcile one client: observe, plan (as the daemon), apply when allowed.
@@ -353,6 +357,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
         stop,
         revision,
         notifier,
+        vercel,
     } = context;
     let Some(client) = fleet.clients.get(&name) else {
         return Exit::Error;
@@ -361,6 +366,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     runner.revision = revision.clone();
     runner.stop = Some(stop);
     runner.wave_blocked = blocked;
+    runner.vercel = vercel;
     let metrics_shared = shared.clone();
     let user_hook = settings.on_step.clone();
     runner.on_step = Some(Arc::new(

@@ -3,4 +3,5 @@
 //! follow the official API shapes; fault injection is an admin endpoint, never a switch
 //! inside the client.
 
+pub mod github;
 pub mod vercel;
