@@ -177,6 +177,25 @@ async fn for_each_database(
     }
 }
 
+async fn connect_floor(urls: &[String]) -> Duration {
+    let semaphore = Arc::new(Semaphore::new(CONCURRENCY));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for url in urls {
+        let (semaphore, url) = (semaphore.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let _permit = semaphore.acquire_owned().await;
+            let mut conn = PgConnection::connect(&url).await.expect("connect");
+            let _ = conn.execute("SELECT 1").await;
+            let _ = conn.close().await;
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    started.elapsed()
+}
+
 #[tokio::main]
 async fn main() {
     let clients: usize = std::env::args()
@@ -239,6 +258,15 @@ async fn main() {
         steady.peak_mib
     );
 
+    // The floor for any level-triggered pass: one fresh connection + `SELECT 1` to every
+    // database, same concurrency. On one small server, backend start-up dominates.
+    let floor = connect_floor(&urls).await;
+    println!(
+        "    floor: connect + SELECT 1 to each database {:>6.2} s   steward/floor {:.2}x",
+        floor.as_secs_f64(),
+        steady.wall.as_secs_f64() / floor.as_secs_f64()
+    );
+
     write_clients(dir.path(), clients, SHA2, "2024_12_02_001");
     let change = run_once(&binary, dir.path(), &urls, &emulator);
     let converged = emulator.with_state(|s| {
@@ -261,6 +289,15 @@ async fn main() {
     let peak = first.peak_mib.max(steady.peak_mib).max(change.peak_mib);
     println!("(c) peak daemon memory   {peak:>8.1} MiB   (target < 150 MiB)");
 
+    if let Ok(secs) = std::env::var("FLEET_BENCH_HOLD_SECS") {
+        // Keep everything up for profiling by hand.
+        println!("holding {secs} s: fleet at {}", dir.path().display());
+        for (i, url) in urls.iter().enumerate().take(3) {
+            println!("  BENCH_DB_{i:04}={url}");
+        }
+        println!("  emulator at {}", emulator.base_url);
+        tokio::time::sleep(Duration::from_secs(secs.parse().unwrap_or(600))).await;
+    }
     emulator.shutdown();
     for_each_database(&names, &admin, |n| {
         format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)")

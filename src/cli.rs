@@ -284,6 +284,10 @@ pub struct RunArgs {
     /// One pass over the fleet, then exit with the plan exit-code convention.
     #[arg(long)]
     pub once: bool,
+    /// Run `git pull --ff-only` in the checkout before each resync (when steward owns its
+    /// checkout instead of a git-sync sidecar).
+    #[arg(long)]
+    pub pull: bool,
 }
 
 #[derive(Debug, Args)]

@@ -1,15 +1,20 @@
 //! Observing one client and planning it: the read-only half of a run, shared by
 //! `steward plan`, `apply --dry-run`, `status`, `apply` and the daemon.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
 use chrono::Utc;
 
 use super::ApplyError;
-use super::desired::{self, EnvValues};
+use super::desired::{self, DesiredError, EnvValues};
+use crate::github::{GithubAuth, GithubClient, Repo};
 use crate::manifest::{Client, CodeVersion, Fleet};
 use crate::migrations::{Version, lint};
 use crate::plan::{self, Context, Desired, LintSummary, Mode, Observed, Plan};
 use crate::postgres;
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretRef};
 use crate::vercel::{self, VercelClient};
 
 /// Everything a run knows about one client before it changes anything.
@@ -62,6 +67,72 @@ pub fn lint_summary(fleet: &Fleet) -> impl Fn(&Version) -> LintSummary + '_ {
     }
 }
 
+/// How long a tag's commit is trusted before GitHub is asked again: tags rarely move, and
+/// a fleet of clients on one tag must not cost one GitHub request each per pass.
+const TAG_TTL: Duration = Duration::from_secs(300);
+
+/// (API URL, repository, tag).
+type TagKey = (String, String, String);
+
+/// The commit to run: the manifest's sha, or its tag resolved through `spec.github`.
+pub async fn resolve_code(fleet: &Fleet, client: &Client) -> Result<String, ApplyError> {
+    static CACHE: Mutex<BTreeMap<TagKey, (Instant, String)>> = Mutex::new(BTreeMap::new());
+    let name = &client.config.name;
+    let tag = match &client.config.code.version {
+        CodeVersion::Sha(sha) => return Ok(sha.clone()),
+        CodeVersion::Tag(tag) => tag,
+    };
+    let Some(github) = &fleet.manifest.spec.github else {
+        return Err(DesiredError::TagWithoutGithub {
+            client: name.clone(),
+            tag: tag.clone(),
+        }
+        .into());
+    };
+    let key = (github.api_url.clone(), github.repo.clone(), tag.clone());
+    let cached = CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&key)
+        .filter(|(at, _)| at.elapsed() < TAG_TTL)
+        .map(|(_, sha)| sha.clone());
+    if let Some(sha) = cached {
+        return Ok(sha);
+    }
+    let tag_error = |message: String| -> ApplyError {
+        DesiredError::Tag {
+            client: name.clone(),
+            message,
+        }
+        .into()
+    };
+    let token = match &github.token {
+        Some(reference) => reference
+            .resolve()
+            .map_err(|e| tag_error(format!("spec.github.token: {e}")))?,
+        None => SecretRef::env("GITHUB_TOKEN").resolve().map_err(|_| {
+            tag_error(format!(
+                "code.version is tag `{tag}`: resolving it needs a GitHub token (spec.github.token, or GITHUB_TOKEN)"
+            ))
+        })?,
+    };
+    let repo: Repo = github
+        .repo
+        .parse()
+        .map_err(|e| tag_error(format!("spec.github.repo: {e}")))?;
+    let gh = GithubClient::new(&github.api_url, &GithubAuth::Token(token))
+        .map_err(|e| tag_error(e.to_string()))?;
+    let sha = gh
+        .resolve_tag(&repo, tag)
+        .await
+        .map_err(|e| tag_error(format!("code.version: {e}")))?;
+    CACHE
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(key, (Instant::now(), sha.clone()));
+    Ok(sha)
+}
+
 /// Observe (read-only) and plan one client.
 pub async fn prepare(
     fleet: &Fleet,
@@ -81,17 +152,7 @@ pub async fn prepare(
             client: name.clone(),
             message: format!("spec.fingerprintKey: {e}"),
         })?;
-    let sha = match &client.config.code.version {
-        CodeVersion::Sha(sha) => sha.clone(),
-        CodeVersion::Tag(tag) => {
-            return Err(ApplyError::Config {
-                client: name.clone(),
-                message: format!(
-                    "code.version is the tag `{tag}`; tags are resolved through spec.github, which this build does not configure: pin the 40-hex commit SHA"
-                ),
-            });
-        }
-    };
+    let sha = resolve_code(fleet, client).await?;
     let (desired, values) = desired::build(client, &key, sha, revision)?;
     let url = client
         .config

@@ -8,6 +8,7 @@ use crate::apply::{self, ApplyError};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::exit::Exit;
 use crate::manifest::Fleet;
+use crate::manifest::changed::changed_since;
 use crate::output::Printer;
 use crate::plan::Mode;
 use crate::plan::render::{self, Report, RunOutcome};
@@ -42,18 +43,54 @@ pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Repor
     Ok(report)
 }
 
+/// Plan only what a change since `rev` touches (a PR's plan): deleted and renamed
+/// manifests become notes; an edited migration that already existed is an error.
+async fn changed_report(fleet: &Fleet, rev: &str, only: &[String]) -> Result<Report> {
+    let changes = changed_since(fleet, rev)?;
+    let names: Vec<String> = changes
+        .clients
+        .keys()
+        .filter(|name| only.is_empty() || only.contains(name))
+        .cloned()
+        .collect();
+    let mut report = if names.is_empty() {
+        Report {
+            revision: fleet_revision(fleet),
+            ..Report::default()
+        }
+    } else {
+        report(fleet, &names, Mode::Operator).await?
+    };
+    report.notes = changes.notes();
+    for (name, why) in &changes.clients {
+        if names.contains(name) {
+            report
+                .notes
+                .push(format!("client `{name}` planned: {}", why.join("; ")));
+        }
+    }
+    for file in &changes.edited_migrations {
+        report.errors.push((
+            file.clone(),
+            format!(
+                "this migration existed at {} and was edited or removed; applied migrations are immutable (their checksum is recorded in each database): restore it and add a new migration instead",
+                &changes.base[..changes.base.len().min(12)]
+            ),
+        ));
+    }
+    Ok(report)
+}
+
 fn explain(err: &ApplyError) -> String {
     err.to_string()
 }
 
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<Exit> {
-    if args.changed_since.is_some() {
-        anyhow::bail!(
-            "--changed-since is not available in this build; plan the clients by name instead"
-        );
-    }
     let fleet = Fleet::load(&args.fleet.fleet)?;
-    let report = report(&fleet, &args.clients, Mode::Operator).await?;
+    let report = match &args.changed_since {
+        None => report(&fleet, &args.clients, Mode::Operator).await?,
+        Some(rev) => changed_report(&fleet, rev, &args.clients).await?,
+    };
     let text = match args.format {
         PlanFormat::Text => render::text(&report, printer.color()),
         PlanFormat::Markdown => render::markdown(&report, Some(&fleet.catalog)),

@@ -21,11 +21,18 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
         concurrency: args.concurrency,
         shard,
         once: args.once,
+        pull: args.pull,
         actor: std::env::var("STEWARD_ACTOR")
             .unwrap_or_else(|_| format!("steward daemon ({})", actor())),
         on_step: progress(printer.color()),
     };
     let shared = daemon::shared(args.interval);
+    // The webhook secret comes from the environment only: a flag's value would show in
+    // process listings.
+    shared.write().await.webhook_secret = std::env::var("STEWARD_GITHUB_WEBHOOK_SECRET")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(crate::secret::Secret::new);
     if let Some(addr) = &args.listen {
         daemon::serve(addr, shared.clone())
             .await

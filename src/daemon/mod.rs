@@ -33,6 +33,8 @@ pub struct Settings {
     pub concurrency: usize,
     pub shard: Shard,
     pub once: bool,
+    /// `git pull --ff-only` before each resync (the daemon owns its checkout).
+    pub pull: bool,
     pub actor: String,
     pub on_step: Option<apply::OnStep>,
 }
@@ -73,6 +75,10 @@ pub struct Shared {
     pub interval: Duration,
     pub clients: BTreeMap<String, ClientStatus>,
     pub metrics: Metrics,
+    /// Wakes the loop for an immediate resync (a verified GitHub push webhook).
+    pub resync: Arc<tokio::sync::Notify>,
+    /// The GitHub webhook secret; webhooks are refused without one.
+    pub webhook_secret: Option<crate::secret::Secret>,
 }
 
 /// Serve the status server on `addr` until the process ends.
@@ -91,6 +97,8 @@ pub fn shared(interval: Duration) -> Arc<RwLock<Shared>> {
         interval,
         clients: BTreeMap::new(),
         metrics: Metrics::default(),
+        resync: Arc::default(),
+        webhook_secret: None,
     }))
 }
 
@@ -108,6 +116,26 @@ pub fn revision(dir: &Path) -> Option<String> {
         .status
         .success()
         .then(|| String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// `git pull --ff-only` in the checkout, for a daemon that owns its checkout (`--pull`)
+/// rather than sharing it with git-sync. A failure is logged; the pass goes on with what
+/// is checked out.
+fn pull(dir: &Path) {
+    let output = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["pull", "--ff-only", "--quiet"])
+        .stdin(std::process::Stdio::null())
+        .output();
+    match output {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => tracing::warn!(
+            stderr = %String::from_utf8_lossy(&out.stderr).trim(),
+            "git pull failed; keeping the current checkout"
+        ),
+        Err(err) => tracing::warn!(%err, "cannot run git pull"),
+    }
 }
 
 /// Watch the checkout, its migrations, and the folder holding it (so a git-sync symlink
@@ -186,8 +214,19 @@ pub async fn run(
             return if settings.once { exit } else { Exit::Success };
         }
         let mut stop_wait = stop.clone();
+        let resync = shared.read().await.resync.clone();
         tokio::select! {
-            _ = tokio::time::sleep(settings.interval) => {}
+            _ = resync.notified() => {
+                tracing::info!("webhook: resyncing");
+                if settings.pull {
+                    pull(&settings.fleet_dir);
+                }
+            }
+            _ = tokio::time::sleep(settings.interval) => {
+                if settings.pull {
+                    pull(&settings.fleet_dir);
+                }
+            }
             _ = rx.recv() => {
                 // Debounce: a `git pull` is a burst of writes; act once it settles.
                 tokio::time::sleep(Duration::from_millis(200)).await;

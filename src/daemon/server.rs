@@ -4,13 +4,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::sync::RwLock;
 
 use super::Shared;
+use crate::github::webhook::{push_to_default_branch, verify_signature};
 
 pub fn router(shared: Arc<RwLock<Shared>>) -> Router {
     Router::new()
@@ -19,7 +22,50 @@ pub fn router(shared: Arc<RwLock<Shared>>) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/", get(page))
+        .route("/webhooks/github", post(github_webhook))
         .with_state(shared)
+}
+
+/// `POST /webhooks/github`: a signed push to the default branch triggers a resync now
+/// rather than at the next interval. The signature is checked over the raw bytes before
+/// anything is parsed.
+async fn github_webhook(
+    State(shared): State<Arc<RwLock<Shared>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (secret, resync) = {
+        let s = shared.read().await;
+        (s.webhook_secret.clone(), s.resync.clone())
+    };
+    let Some(secret) = secret else {
+        return (
+            StatusCode::NOT_FOUND,
+            "webhooks are off: set STEWARD_GITHUB_WEBHOOK_SECRET\n",
+        )
+            .into_response();
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Err(err) = verify_signature(
+        secret.expose().as_bytes(),
+        &body,
+        header("x-hub-signature-256"),
+    ) {
+        tracing::warn!(%err, "GitHub webhook refused");
+        return (StatusCode::UNAUTHORIZED, format!("{err}\n")).into_response();
+    }
+    match header("x-github-event") {
+        Some("ping") => "pong\n".into_response(),
+        Some("push") => match push_to_default_branch(&body) {
+            Some(repo) => {
+                tracing::info!(%repo, "push to the default branch; resyncing now");
+                resync.notify_one();
+                (StatusCode::ACCEPTED, "resync triggered\n").into_response()
+            }
+            None => "not a push to the default branch; ignored\n".into_response(),
+        },
+        _ => "event ignored\n".into_response(),
+    }
 }
 
 async fn readyz(State(shared): State<Arc<RwLock<Shared>>>) -> Response {

@@ -8,6 +8,7 @@
 mod client;
 mod error;
 pub mod sticky;
+pub mod webhook;
 
 use std::fmt;
 use std::str::FromStr;

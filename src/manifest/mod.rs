@@ -1,6 +1,7 @@
 //! Desired state: the manifest types, reading a fleet directory under budgets, merging
 //! defaults, and checking everything with file:line:column diagnostics.
 
+pub mod changed;
 mod config;
 pub mod diagnostic;
 pub mod duration;

@@ -18,6 +18,8 @@ pub struct Report {
     /// (client, error) for clients whose observation or config failed.
     pub errors: Vec<(String, String)>,
     pub revision: Option<String>,
+    /// Run-wide notes (e.g. manifests deleted or renamed in a PR).
+    pub notes: Vec<String>,
 }
 
 /// The whole run, as one word: what CI and the exit code branch on.
@@ -135,6 +137,12 @@ fn env_cell(plan: &Plan) -> String {
 /// For terminals.
 pub fn text(report: &Report, color: bool) -> String {
     let mut out = String::new();
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    if !report.notes.is_empty() {
+        out.push('\n');
+    }
     for plan in &report.plans {
         let word = status_word(plan);
         let style = match plan.outcome() {
@@ -197,6 +205,9 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
     let _ = writeln!(out, "{}\n", report.summary());
     if let Some(rev) = &report.revision {
         let _ = writeln!(out, "Fleet revision `{}`\n", short(rev));
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "> {note}\n");
     }
     let _ = writeln!(out, "| Client | Status | Code | Schema | Env | Holds |");
     let _ = writeln!(out, "|---|---|---|---|---|---|");
@@ -318,6 +329,7 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
         "revision": report.revision,
         "clients": clients,
         "errors": report.errors.iter().map(|(c, e)| json!({"client": c, "error": e})).collect::<Vec<_>>(),
+        "notes": report.notes,
         "markdown": markdown(report, catalog),
     })
 }

@@ -507,10 +507,11 @@ fn renderings_carry_no_secret_and_the_json_has_its_documented_top_level() {
         plans: vec![plan],
         errors: vec![],
         revision: Some("abc".to_owned()),
+        notes: vec![],
     };
     let json = render::json(&report, Some(&catalog()));
     for key in [
-        "version", "outcome", "summary", "clients", "errors", "markdown",
+        "version", "outcome", "summary", "clients", "errors", "notes", "markdown",
     ] {
         assert!(json.get(key).is_some(), "missing {key}");
     }

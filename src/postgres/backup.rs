@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -97,11 +98,56 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn tool_version(tool: &str) -> String {
-    match Command::new(tool).arg("--version").output().await {
-        Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        Err(_) => "unknown".to_owned(),
+/// A PostgreSQL client tool. `STEWARD_PG_BINDIR` wins. Otherwise, when what PATH holds is
+/// Debian's `pg_wrapper` (a Perl script that costs tens of milliseconds per call, three
+/// calls per backup) and versioned installs exist, the newest is called directly: pg_dump
+/// must be at least the server's major version, so the newest is the right pick anyway.
+fn tool(name: &str) -> Command {
+    static BINDIR: OnceLock<Option<PathBuf>> = OnceLock::new();
+    let bindir = BINDIR.get_or_init(|| {
+        if let Some(dir) = std::env::var_os("STEWARD_PG_BINDIR") {
+            return Some(PathBuf::from(dir));
+        }
+        let on_path = std::env::var_os("PATH").map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("pg_dump"))
+                .find(|f| f.is_file())
+        })?;
+        let is_script = on_path
+            .and_then(|f| std::fs::read(f).ok())
+            .is_some_and(|bytes| bytes.starts_with(b"#!"));
+        if !is_script {
+            return None;
+        }
+        std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let major: u32 = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("pg_dump").is_file().then_some((major, bin))
+            })
+            .max_by_key(|(major, _)| *major)
+            .map(|(_, bin)| bin)
+    });
+    match bindir {
+        Some(dir) => Command::new(dir.join(name)),
+        None => Command::new(name),
     }
+}
+
+/// `pg_dump --version`, asked once per process.
+async fn pg_dump_version() -> String {
+    static VERSION: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+    VERSION
+        .get_or_init(|| async {
+            match tool("pg_dump").arg("--version").output().await {
+                Ok(out) => String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+                Err(_) => "unknown".to_owned(),
+            }
+        })
+        .await
+        .clone()
 }
 
 async fn run(client: &str, mut command: Command, what: &str) -> Result<(), PgError> {
@@ -134,12 +180,12 @@ pub async fn take(
     let id = created_at.format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let file = folder.join(format!("{id}.dump"));
     let partial = folder.join(format!("{id}.dump.partial"));
-    let mut dump = Command::new("pg_dump");
+    let mut dump = tool("pg_dump");
     dump.args(["--format=custom", "--no-owner", "--file"])
         .arg(&partial)
         .envs(libpq_env(client, url)?);
     run(client, dump, "pg_dump").await?;
-    let mut list = Command::new("pg_restore");
+    let mut list = tool("pg_restore");
     list.arg("--list").arg(&partial).stdout(Stdio::null());
     run(
         client,
@@ -160,7 +206,7 @@ pub async fn take(
         sha256: hex::encode(Sha256::digest(&bytes)),
         size: bytes.len() as u64,
         created_at,
-        pg_dump_version: tool_version("pg_dump").await,
+        pg_dump_version: pg_dump_version().await,
         file: file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -216,7 +262,7 @@ pub fn find(client: &str, dir: &Path, id: &str) -> Result<(BackupInfo, PathBuf),
 /// and rebuilt from the dump (so objects created after the backup go too), and if any
 /// statement fails nothing changes. `pg_restore` renders the script; `psql -1` runs it.
 pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgError> {
-    let script = Command::new("pg_restore")
+    let script = tool("pg_restore")
         .args(["--no-owner", "--clean", "--if-exists", "--file=-"])
         .arg(file)
         .stdin(Stdio::null())
@@ -237,7 +283,7 @@ pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgEr
             ),
         ));
     }
-    let mut psql = Command::new("psql")
+    let mut psql = tool("psql")
         .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
         .envs(libpq_env(client, url)?)
         .stdin(Stdio::piped())

@@ -69,9 +69,7 @@ pub async fn observe_on(
         "SELECT to_regclass('steward_identity') IS NOT NULL AS identity,
                 to_regclass('system_versions') IS NOT NULL AS versions,
                 to_regclass('steward_events') IS NOT NULL AS events,
-                EXISTS (SELECT 1 FROM information_schema.columns
-                        WHERE table_name = 'system_versions' AND column_name = 'checksum'
-                          AND table_schema = current_schema()) AS checksum",
+                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('system_versions') AND attname = 'checksum' AND NOT attisdropped) AS checksum",
     )
     .fetch_one(&mut *conn)
     .await

@@ -75,7 +75,7 @@ pub async fn latest_rows(conn: &mut PgConnection, client: &str) -> Result<Vec<Ro
         return Ok(Vec::new());
     }
     let has_checksum: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'system_versions' AND column_name = 'checksum' AND table_schema = current_schema())",
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('system_versions') AND attname = 'checksum' AND NOT attisdropped)",
     )
     .fetch_one(&mut *conn)
     .await
