@@ -230,6 +230,26 @@ async fn main() {
         ms(samples[25]),
         ms(samples[45])
     );
+    // The same check on an open connection: the two round trips alone (target < 5 ms).
+    let mut conn = postgres::connect("bench", &url, postgres::Access::ReadOnly)
+        .await
+        .expect("connect");
+    let mut after_connect = Vec::new();
+    for _ in 0..50 {
+        let start = Instant::now();
+        let (state, _) = postgres::observe_on(&mut conn, "bench", &database)
+            .await
+            .expect("observe");
+        after_connect.push(start.elapsed());
+        assert_eq!(state.current.as_ref(), Some(&target));
+    }
+    postgres::close(conn).await;
+    after_connect.sort();
+    println!(
+        "up-to-date check after connect (two round trips): median {:.2} ms, p90 {:.2} ms",
+        ms(after_connect[25]),
+        ms(after_connect[45])
+    );
 
     // `steward migrate --dry-run` as a process, on the up-to-date database.
     let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/steward");
