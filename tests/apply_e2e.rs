@@ -423,3 +423,49 @@ async fn a_run_killed_after_migrating_resumes_with_only_the_remaining_steps() {
         "the build that was under way was reused"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_reference_when_the_update_fails()
+ {
+    const ROTATED: &str = "sk_live_ROTATED_1a2b3c4d5e6f";
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.emulator.update_faults(|f| {
+        f.fail_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    let manifest = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(
+        &manifest,
+        text.replace("{env: TEST_STRIPE_KEY,", "{env: TEST_STRIPE_KEY_V2,"),
+    )
+    .expect("write");
+    let plan = world
+        .command(&["plan", "shop"])
+        .env("TEST_STRIPE_KEY_V2", ROTATED)
+        .output()
+        .expect("plan");
+    assert!(
+        stdout(&plan).contains("re-applied from the secret reference"),
+        "the plan says how the sensitive value would come back:\n{}",
+        stdout(&plan)
+    );
+    let out = world
+        .command(&["apply", "shop", "--yes"])
+        .env("TEST_STRIPE_KEY_V2", ROTATED)
+        .output()
+        .expect("apply");
+    world.assert_no_secret(&out);
+    assert!(
+        !format!("{}{}", stdout(&out), stderr(&out)).contains(ROTATED),
+        "the rotated value leaked"
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let (value, kind) = world.env("STRIPE_SECRET_KEY").expect("variable");
+    assert_eq!(kind, "sensitive");
+    assert_eq!(
+        value, STRIPE,
+        "the value from the previous revision's reference is back"
+    );
+}

@@ -6,13 +6,15 @@ use crate::manifest::{Client, CodeVersion, EnvValue};
 use crate::plan::{Desired, DesiredEnv};
 use crate::secret::{Secret, SecretError, SecretRef, fingerprint};
 
-/// The env values to write, by key. Never printed: `Secret` redacts.
+/// The env values to write, by key: value, sensitive, and the secret reference it came
+/// from (recorded with the variable, so an undo can re-read a value Vercel will not give
+/// back). Never printed: `Secret` redacts.
 #[derive(Debug, Clone, Default)]
-pub struct EnvValues(pub Vec<(String, Secret, bool)>);
+pub struct EnvValues(pub Vec<(String, Secret, bool, Option<String>)>);
 
 impl EnvValues {
     pub fn get(&self, key: &str) -> Option<&Secret> {
-        self.0.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v)
+        self.0.iter().find(|(k, ..)| k == key).map(|(_, v, ..)| v)
     }
 }
 
@@ -44,8 +46,8 @@ pub fn build(
     let mut env = Vec::new();
     let mut values = EnvValues::default();
     for (name, value) in &config.env {
-        let (secret, sensitive) = match value {
-            EnvValue::Literal(text) => (Secret::new(text.clone()), false),
+        let (secret, sensitive, source) = match value {
+            EnvValue::Literal(text) => (Secret::new(text.clone()), false, None),
             EnvValue::Secret(reference) => {
                 let secret = SecretRef::env(reference.env.clone())
                     .resolve()
@@ -54,7 +56,7 @@ pub fn build(
                         key: name.clone(),
                         source,
                     })?;
-                (secret, reference.sensitive)
+                (secret, reference.sensitive, Some(reference.env.clone()))
             }
         };
         env.push(DesiredEnv {
@@ -62,7 +64,7 @@ pub fn build(
             fingerprint: fingerprint(key, secret.expose()),
             sensitive,
         });
-        values.0.push((name.clone(), secret, sensitive));
+        values.0.push((name.clone(), secret, sensitive, source));
     }
     let desired = Desired {
         config: config.clone(),

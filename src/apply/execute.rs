@@ -12,7 +12,7 @@ use super::{ApplyError, Prepared, observe};
 use crate::manifest::{Client, Fleet};
 use crate::plan::{self, Guard, Mode, Plan, Step, Undo};
 use crate::postgres::{self, Actor, Session};
-use crate::secret::Secret;
+use crate::secret::{Secret, SecretRef};
 use crate::vercel::{self, EnvUndo};
 
 /// A progress callback: client, step, what happened.
@@ -461,25 +461,47 @@ async fn run_step(
                 .env_values(&prepared.project.id)
                 .await
                 .map_err(|e| e.to_string())?;
+            let key = &prepared.fingerprint_key;
             let previous: Vec<(String, Secret, bool, String)> = current
                 .into_iter()
-                .filter_map(|(key, value, kind)| {
-                    let value = value?;
-                    let fp = crate::secret::fingerprint(&prepared.fingerprint_key, &value);
-                    Some((key, Secret::new(value), kind == "sensitive", fp))
+                .filter_map(|(name, value, kind, comment)| match value {
+                    Some(value) => {
+                        let fp = crate::secret::fingerprint(key, &value);
+                        Some((name, Secret::new(value), kind == "sensitive", fp))
+                    }
+                    // A sensitive value cannot be read back: re-read it from the secret
+                    // reference the previous revision wrote it from, if steward's
+                    // environment still holds that exact value.
+                    None => {
+                        let (fp, source) = vercel::comment_source(comment.as_deref())?;
+                        let value = SecretRef::env(source.clone()).resolve().ok();
+                        match value {
+                            Some(v) if crate::secret::fingerprint(key, v.expose()) == fp => {
+                                Some((name, v, true, format!("{fp};src={source}")))
+                            }
+                            _ => {
+                                tracing::warn!(
+                                    env = %name,
+                                    source = %source,
+                                    "the previous value of this sensitive variable is no longer in steward's environment; an undo cannot restore it"
+                                );
+                                None
+                            }
+                        }
+                    }
                 })
                 .collect();
             let values: Vec<(String, Secret, bool, String)> = prepared
                 .values
                 .0
                 .iter()
-                .map(|(k, v, sensitive)| {
-                    (
-                        k.clone(),
-                        v.clone(),
-                        *sensitive,
-                        crate::secret::fingerprint(&prepared.fingerprint_key, v.expose()),
-                    )
+                .map(|(k, v, sensitive, source)| {
+                    let fp = crate::secret::fingerprint(key, v.expose());
+                    let tag = match source {
+                        Some(source) => format!("{fp};src={source}"),
+                        None => fp,
+                    };
+                    (k.clone(), v.clone(), *sensitive, tag)
                 })
                 .collect();
             let undo = vercel::apply_env(

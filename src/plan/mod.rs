@@ -326,7 +326,7 @@ pub fn plan(
         .any(|c| c.sensitive && c.action == EnvAction::Change)
     {
         notes.push(
-            "sensitive values cannot be read back from Vercel: if this update is undone, they are re-applied from the manifest revision they came from".to_owned(),
+            "sensitive values cannot be read back from Vercel: if this update is undone, they are re-applied from the secret reference the previous revision wrote them from (recorded with each variable), provided steward's environment still holds that value".to_owned(),
         );
     }
     let production = observed.code.production.as_ref();

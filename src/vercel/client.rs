@@ -297,7 +297,7 @@ impl VercelClient {
     pub async fn env_values(
         &self,
         project_id: &str,
-    ) -> Result<Vec<(String, Option<String>, String)>, VercelError> {
+    ) -> Result<Vec<(String, Option<String>, String, Option<String>)>, VercelError> {
         let body: Value = self
             .call(
                 Method::GET,
@@ -326,6 +326,7 @@ impl VercelClient {
                     e["key"].as_str().unwrap_or_default().to_owned(),
                     value,
                     kind,
+                    e["comment"].as_str().map(str::to_owned),
                 )
             })
             .collect())

@@ -57,6 +57,16 @@ pub async fn observe(client: &VercelClient, project: &str) -> Result<Observation
     Ok(Observation { project, code, env })
 }
 
+/// The secret reference a variable's value came from, as steward recorded it in the
+/// comment (`src=NAME`): the name of a variable in steward's environment, never a value.
+pub fn comment_source(comment: Option<&str>) -> Option<(String, String)> {
+    let rest = comment?.strip_prefix(FINGERPRINT_PREFIX)?;
+    let mut parts = rest.split(';');
+    let fingerprint = parts.next()?.to_owned();
+    let source = parts.find_map(|p| p.strip_prefix("src="))?.to_owned();
+    Some((fingerprint, source))
+}
+
 fn parse_comment(comment: Option<&str>) -> (Option<String>, Option<u64>) {
     let Some(rest) = comment.and_then(|c| c.strip_prefix(FINGERPRINT_PREFIX)) else {
         return (None, None);
@@ -86,7 +96,9 @@ pub struct EnvUndo {
     added: Vec<String>,
 }
 
-/// The values an env change writes: key → (value, sensitive, fingerprint).
+/// The values an env change writes: key → (value, sensitive, fingerprint). The
+/// fingerprint may carry `;src=NAME`, the secret reference the value came from, which is
+/// kept in the variable's comment.
 pub type EnvValues<'a> = &'a [(String, Secret, bool, String)];
 
 /// Write every change, or none: if one write fails, the ones already made are undone and
