@@ -469,3 +469,49 @@ async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_referenc
         "the value from the previous revision's reference is back"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_applies_at_once_on_one_client_never_both_run_the_plan() {
+    let world = World::new().await;
+    let adopt = world.steward(&["adopt", "shop"]);
+    assert_eq!(adopt.status.code(), Some(0), "{}", stderr(&adopt));
+    let spawn = || {
+        world
+            .command(&["apply", "shop", "--yes"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
+    // One holds the lock and applies; the other waits for it, re-plans under the lock and
+    // finds nothing to do (exit 0), or gives up waiting and refuses (exit 3).
+    for out in [&a, &b] {
+        world.assert_no_secret(out);
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "{}\n{}",
+            stdout(out),
+            stderr(out)
+        );
+    }
+    let recorded = events(&world).await;
+    let started = recorded
+        .iter()
+        .filter(|(step, outcome, _)| step == "apply" && outcome == "started")
+        .count();
+    let deploys = recorded
+        .iter()
+        .filter(|(step, ..)| step == "deploy")
+        .count();
+    assert_eq!(
+        (started, deploys),
+        (1, 1),
+        "the plan ran once: {recorded:?}"
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+}
