@@ -515,3 +515,72 @@ async fn two_applies_at_once_on_one_client_never_both_run_the_plan() {
     );
     assert_eq!(world.production_sha().as_deref(), Some(SHA1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_irreversible_downgrade_under_policy_restore_restores_the_backup_and_keeps_the_records()
+{
+    let world = World::new().await;
+    let migrations = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&common::repo_root().join("migrations"), migrations.path());
+    std::fs::write(
+        migrations.path().join("2099_01_01_001_audit_log.up.sql"),
+        "create table audit_log (id bigint primary key, note text);\ninsert into audit_log values (1, 'written after the backup');\n",
+    )
+    .expect("write");
+    world.write_fleet(migrations.path(), "");
+    converge_fresh(&world).await;
+    world.write_client(SHA1, "2099_01_01_001", "info", "");
+    let up = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(up.status.code(), Some(0), "{}", stdout(&up));
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2099_01_01_001")
+    );
+
+    // Without the policy the downgrade is blocked: 2099_01_01_001 has no .down.sql.
+    world.write_client(SHA1, "2024_11_18_001", "info", "");
+    let blocked = world.steward(&["apply", "shop", "--yes"]);
+    assert_eq!(blocked.status.code(), Some(3), "{}", stdout(&blocked));
+
+    world.write_client(
+        SHA1,
+        "2024_11_18_001",
+        "info",
+        "    irreversible: restore\n",
+    );
+    let plan = world.steward(&["plan", "shop"]);
+    assert!(
+        stdout(&plan).contains("restore: backup") && stdout(&plan).contains("discarded"),
+        "{}",
+        stdout(&plan)
+    );
+    let down = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&down);
+    assert_eq!(
+        down.status.code(),
+        Some(0),
+        "{}\n{}",
+        stdout(&down),
+        stderr(&down)
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_11_18_001")
+    );
+    let mut conn = world.db.connect().await;
+    let audit: Option<String> = sqlx::query_scalar("select to_regclass('audit_log')::text")
+        .fetch_one(&mut conn)
+        .await
+        .expect("regclass");
+    assert_eq!(audit, None, "the irreversible migration's table is gone");
+    let completed: i64 = sqlx::query_scalar(
+        "select count(*) from steward_events where step = 'apply' and outcome = 'completed'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("events");
+    assert_eq!(
+        completed, 3,
+        "every update record survived the restore, this one included"
+    );
+}

@@ -316,6 +316,41 @@ async fn run_steps(
     Ok(Outcome::Applied(plan.clone()))
 }
 
+/// Restore a backup without losing the update records: `steward_events` rows written
+/// since the backup (this run's included) are read first and written back after.
+async fn restore_keeping_records(
+    session: &mut Session,
+    client: &str,
+    url: &Secret,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    let records: String =
+        sqlx::query_scalar("SELECT coalesce(json_agg(e), '[]')::text FROM steward_events e")
+            .fetch_one(session.connection())
+            .await
+            .map_err(|e| format!("cannot read steward_events before the restore: {e}"))?;
+    postgres::backup::restore(client, url, file)
+        .await
+        .map_err(|e| e.to_string())?;
+    record::ensure_table(session.connection())
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::query(
+        "INSERT INTO steward_events SELECT * FROM json_populate_recordset(NULL::steward_events, $1::json) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&records)
+    .execute(session.connection())
+    .await
+    .map_err(|e| format!("restored, but the update records could not be written back: {e}"))?;
+    sqlx::query(
+        "SELECT setval(pg_get_serial_sequence('steward_events', 'id'), (SELECT max(id) FROM steward_events))",
+    )
+    .execute(session.connection())
+    .await
+    .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
 /// Versions, env keys and deployment ids go in the record; never values.
 fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
     match step {
@@ -431,6 +466,20 @@ async fn run_step(
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        Step::RestoreBackup { backup, .. } => {
+            let file = postgres::backup::list(name, &fleet.backups_dir)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .find(|b| &b.id == backup)
+                .map(|b| fleet.backups_dir.join(name).join(&b.file))
+                .ok_or_else(|| {
+                    format!(
+                        "backup {backup} is no longer in {}",
+                        fleet.backups_dir.display()
+                    )
+                })?;
+            restore_keeping_records(session, name, &prepared.database_url, &file).await
+        }
         Step::Verify { version } => {
             let report = postgres::verify(
                 session.connection(),
@@ -636,6 +685,13 @@ async fn run_undo(
             .await
             .map(|_| ())
             .map_err(|e| e.to_string()),
+        Undo::RestoreTakenBackup => match &scratch.backup {
+            Some(file) => {
+                restore_keeping_records(session, &client.config.name, &prepared.database_url, file)
+                    .await
+            }
+            None => Err("no backup was taken before the restore; nothing to put back".to_owned()),
+        },
         Undo::RestoreEnv => match &scratch.env_undo {
             Some(undo) => vercel::undo_env(&prepared.vercel, &prepared.project.id, undo)
                 .await

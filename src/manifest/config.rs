@@ -8,7 +8,10 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::schedule::Schedule;
-use super::types::{ApplyPolicy, BackupPolicy, Check, DestructivePolicy, EnvValue, RollbackPolicy};
+use super::types::{
+    ApplyPolicy, BackupPolicy, Check, DestructivePolicy, EnvValue, IrreversiblePolicy,
+    RollbackPolicy,
+};
 use crate::migrations::Version;
 use crate::secret::SecretRef;
 
@@ -110,6 +113,8 @@ pub struct Policy {
     /// Default 15m: the guide's "monitor for 15-30 minutes".
     pub bake: Duration,
     pub health: Health,
+    /// Default block: a downgrade through an irreversible migration needs a person.
+    pub irreversible: IrreversiblePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +129,7 @@ impl Default for Policy {
         Policy {
             apply: ApplyPolicy::Manual,
             destructive: DestructivePolicy::Deny,
+            irreversible: IrreversiblePolicy::Block,
             backup: BackupPolicy::Required,
             rollback: RollbackPolicy::Auto,
             bake: Duration::from_secs(15 * 60),

@@ -710,6 +710,7 @@ fn resolve_client(
         rollback: p.rollback.unwrap_or(defaults.rollback),
         bake: p.bake.map_or(defaults.bake, |b| b.get()),
         health,
+        irreversible: p.irreversible.unwrap_or(defaults.irreversible),
     };
 
     let verify = db.verify.clone().unwrap_or_default();

@@ -335,6 +335,20 @@ pub struct PolicySpec {
     pub bake: Option<HumanDuration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health: Option<HealthSpec>,
+    /// A downgrade through a migration without `.down.sql`: `block` (default) or
+    /// `restore` the latest backup, when it was taken at the target version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub irreversible: Option<IrreversiblePolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IrreversiblePolicy {
+    /// The plan is blocked; an operator restores by hand (`steward restore`).
+    Block,
+    /// The plan restores the latest backup when it is at the target version, discarding
+    /// every write made since that backup.
+    Restore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

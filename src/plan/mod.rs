@@ -25,7 +25,7 @@ pub use input::{
 pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo};
 
 use crate::manifest::schedule::WindowState;
-use crate::manifest::{ApplyPolicy, BackupPolicy, DestructivePolicy};
+use crate::manifest::{ApplyPolicy, BackupPolicy, DestructivePolicy, IrreversiblePolicy};
 use crate::migrations::{Catalog, Version};
 
 /// One client's plan.
@@ -158,7 +158,7 @@ impl fmt::Display for Block {
             ),
             Block::Irreversible { version } => write!(
                 f,
-                "migration {version} has no .down.sql, so the downgrade cannot run; restore a backup with `steward restore` instead"
+                "migration {version} has no .down.sql, so the downgrade cannot run; restore a backup with `steward restore`, or set policy.irreversible: restore (it needs a backup taken at the target version)"
             ),
         }
     }
@@ -294,10 +294,29 @@ pub fn plan(
                 .map(|m| m.version.clone())
                 .collect();
             versions.reverse();
-            for v in &versions {
-                if catalog.get(v).is_some_and(|m| !m.is_reversible()) {
-                    blocks.push(Block::Irreversible { version: v.clone() });
+            let irreversible: Vec<&Version> = versions
+                .iter()
+                .filter(|v| catalog.get(v).is_some_and(|m| !m.is_reversible()))
+                .collect();
+            // Under `policy.irreversible: restore`, the latest backup stands in for the down
+            // migrations when it was taken at exactly the target version.
+            let restore = match (irreversible.first(), policy.irreversible) {
+                (Some(_), IrreversiblePolicy::Restore) => observed
+                    .schema
+                    .last_backup
+                    .as_ref()
+                    .filter(|b| b.version.as_ref() == Some(target)),
+                _ => None,
+            };
+            if restore.is_none() {
+                for v in &irreversible {
+                    blocks.push(Block::Irreversible {
+                        version: (*v).clone(),
+                    });
                 }
+            }
+            // A restore runs no down migration, so their lint does not apply to it.
+            for v in versions.iter().filter(|_| restore.is_none()) {
                 for finding in lint(v).destructive_down {
                     lint_lines.push(format!("{v} (down): destructive: {finding}"));
                     if !destructive_ok {
@@ -308,11 +327,25 @@ pub fn plan(
                     }
                 }
             }
-            schema_steps.push(Step::MigrateDown {
-                from,
-                to: target.clone(),
-                versions,
-            });
+            match restore {
+                Some(backup) => {
+                    notes.push(format!(
+                        "{} has no .down.sql: the downgrade restores backup {} (taken {}), and every write since then is discarded",
+                        irreversible.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                        backup.id,
+                        backup.created_at.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                    schema_steps.push(Step::RestoreBackup {
+                        backup: backup.id.clone(),
+                        version: target.clone(),
+                    });
+                }
+                None => schema_steps.push(Step::MigrateDown {
+                    from,
+                    to: target.clone(),
+                    versions,
+                }),
+            }
         }
         schema_steps.push(Step::Verify {
             version: target.clone(),
@@ -367,7 +400,10 @@ pub fn plan(
     let mut steps = Vec::new();
     if !schema_steps.is_empty() || !code_steps.is_empty() {
         steps.push(Step::Preflight);
-        let downgrade = matches!(schema_steps.first(), Some(Step::MigrateDown { .. }));
+        let downgrade = matches!(
+            schema_steps.first(),
+            Some(Step::MigrateDown { .. } | Step::RestoreBackup { .. })
+        );
         let backup = !schema_steps.is_empty() && policy.backup == BackupPolicy::Required;
         if backup {
             steps.push(Step::Backup {

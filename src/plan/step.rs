@@ -29,6 +29,9 @@ pub enum Step {
         to: Version,
         versions: Vec<Version>,
     },
+    /// Restore a backup taken at `version` (a downgrade through an irreversible migration
+    /// under `policy.irreversible: restore`).
+    RestoreBackup { backup: String, version: Version },
     /// Version matches, verify files and checks return true, RLS active.
     Verify { version: Version },
     /// Write every env change before any build starts.
@@ -125,6 +128,8 @@ pub enum Undo {
     RestoreEnv,
     /// Promote the previous production deployment again.
     PromotePrevious { deployment: Option<String> },
+    /// Restore the backup this run took before it restored an older one.
+    RestoreTakenBackup,
 }
 
 impl Step {
@@ -138,6 +143,7 @@ impl Step {
             Step::MigrateDown { from, .. } => Guard::SchemaAt {
                 version: Some(from.clone()),
             },
+            Step::RestoreBackup { .. } => Guard::Identity,
             Step::Verify { version } => Guard::SchemaAt {
                 version: Some(version.clone()),
             },
@@ -157,6 +163,7 @@ impl Step {
             Step::MigrateDown { from, .. } => Undo::MigrateUpTo {
                 version: from.clone(),
             },
+            Step::RestoreBackup { .. } => Undo::RestoreTakenBackup,
             Step::SetEnv { .. } => Undo::RestoreEnv,
             Step::Promote { previous } => Undo::PromotePrevious {
                 deployment: previous.clone(),
@@ -172,6 +179,7 @@ impl Step {
             Step::Backup { .. } => "backup",
             Step::MigrateUp { .. } => "migrate_up",
             Step::MigrateDown { .. } => "migrate_down",
+            Step::RestoreBackup { .. } => "restore",
             Step::Verify { .. } => "verify",
             Step::SetEnv { .. } => "set_env",
             Step::Deploy { .. } => "deploy",
@@ -185,7 +193,10 @@ impl Step {
 
     /// Whether the step changes the database schema (so undo must consider it).
     pub fn touches_schema(&self) -> bool {
-        matches!(self, Step::MigrateUp { .. } | Step::MigrateDown { .. })
+        matches!(
+            self,
+            Step::MigrateUp { .. } | Step::MigrateDown { .. } | Step::RestoreBackup { .. }
+        )
     }
 }
 
@@ -220,6 +231,10 @@ impl fmt::Display for Step {
                     plural(versions.len())
                 )
             }
+            Step::RestoreBackup { backup, version } => write!(
+                f,
+                "restore: backup {backup} (schema {version}); writes since that backup are discarded"
+            ),
             Step::Verify { version } => {
                 write!(f, "verify: schema {version}, verify files, checks, RLS")
             }

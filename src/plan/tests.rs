@@ -429,6 +429,47 @@ fn a_downgrade_through_an_irreversible_migration_is_blocked() {
 }
 
 #[test]
+fn under_policy_restore_an_irreversible_downgrade_restores_the_backup_taken_at_the_target() {
+    let (mut desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_03_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001", "2024_02_01_001", "2024_03_01_001"]);
+    desired.config.policy.destructive = DestructivePolicy::Allow;
+    desired.config.policy.irreversible = crate::manifest::IrreversiblePolicy::Restore;
+    observed.schema.last_backup = Some(crate::plan::BackupObserved {
+        id: "20241101T000000.000Z".to_owned(),
+        version: Some(v("2024_02_01_001")),
+        created_at: chrono::Utc::now(),
+    });
+    let plan = run(&desired, &observed);
+    assert!(plan.blocks.is_empty(), "{:?}", plan.blocks);
+    assert!(
+        plan.steps.contains(&Step::RestoreBackup {
+            backup: "20241101T000000.000Z".to_owned(),
+            version: v("2024_02_01_001"),
+        }),
+        "{:?}",
+        plan.steps
+    );
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("every write since then is discarded")),
+        "the plan says what a restore loses: {:?}",
+        plan.notes
+    );
+
+    // A backup at another version cannot stand in: blocked as before.
+    observed
+        .schema
+        .last_backup
+        .as_mut()
+        .expect("backup")
+        .version = Some(v("2024_01_01_001"));
+    let plan = run(&desired, &observed);
+    assert_eq!(plan.outcome(), Outcome::Blocked);
+}
+
+#[test]
 fn an_edited_applied_migration_blocks_naming_both_checksums() {
     let (desired, mut observed) = converged();
     observed.schema.applied[0].1 = Some("sum-from-before".to_owned());
