@@ -411,12 +411,18 @@ fn only_variables_steward_created_are_removed() {
     assert_eq!(keys, vec![("OLD_FLAG", EnvAction::Remove)]);
 }
 
-#[test]
-fn a_downgrade_through_an_irreversible_migration_is_blocked() {
+/// At 2024_03_01_001 (irreversible), asked to go back to 2024_02_01_001.
+fn irreversible_downgrade() -> (Desired, Observed) {
     let (mut desired, mut observed) = converged();
     observed.schema.current = Some(v("2024_03_01_001"));
     observed.schema.applied = applied(&["2024_01_01_001", "2024_02_01_001", "2024_03_01_001"]);
     desired.config.policy.destructive = DestructivePolicy::Allow;
+    (desired, observed)
+}
+
+#[test]
+fn a_downgrade_through_an_irreversible_migration_is_blocked() {
+    let (desired, observed) = irreversible_downgrade();
     let plan = run(&desired, &observed);
     assert_eq!(plan.outcome(), Outcome::Blocked);
     assert_eq!(
@@ -430,12 +436,9 @@ fn a_downgrade_through_an_irreversible_migration_is_blocked() {
 
 #[test]
 fn under_policy_restore_an_irreversible_downgrade_restores_the_backup_taken_at_the_target() {
-    let (mut desired, mut observed) = converged();
-    observed.schema.current = Some(v("2024_03_01_001"));
-    observed.schema.applied = applied(&["2024_01_01_001", "2024_02_01_001", "2024_03_01_001"]);
-    desired.config.policy.destructive = DestructivePolicy::Allow;
-    desired.config.policy.irreversible = crate::manifest::IrreversiblePolicy::Restore;
-    observed.schema.last_backup = Some(crate::plan::BackupObserved {
+    let (mut desired, mut observed) = irreversible_downgrade();
+    desired.config.policy.irreversible = IrreversiblePolicy::Restore;
+    observed.schema.last_backup = Some(BackupObserved {
         id: "20241101T000000.000Z".to_owned(),
         version: Some(v("2024_02_01_001")),
         created_at: chrono::Utc::now(),
