@@ -329,6 +329,8 @@ async fn a_secret_in_the_environment_reaches_no_comment_body_or_status_descripti
         stderr(&out)
     );
     world.assert_no_secret(&out);
+    let printed = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!printed.contains(TOKEN), "the GitHub token was printed");
     let log = github.requests();
     assert!(
         !writes(&log).is_empty(),
