@@ -62,6 +62,23 @@ async fn metrics(addr: &str) -> String {
     }
 }
 
+/// Wait until the daemon finished its first pass (bake and record included), so what
+/// follows is timed from an idle daemon.
+async fn first_pass_done(addr: &str) {
+    for _ in 0..600 {
+        let text = metrics(addr).await;
+        let loops = text
+            .lines()
+            .find_map(|l| l.strip_prefix("steward_loops_total "))
+            .and_then(|n| n.parse::<u64>().ok());
+        if loops.is_some_and(|n| n >= 1) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the first pass never finished");
+}
+
 /// SIGTERM, then the exit status (the test fails if it takes over 20 s).
 async fn terminate(mut child: Child) -> std::process::ExitStatus {
     let pid = child.id().to_string();
@@ -95,6 +112,7 @@ async fn a_commit_to_the_checkout_is_acted_on_within_two_seconds_and_recorded_as
         world.production_sha().as_deref() == Some(SHA1)
     })
     .await;
+    first_pass_done(&addr).await;
 
     world.write_client(SHA2, "2024_11_18_001", "info", "");
     git(world.path(), &["commit", "-qam", "shop on sha2"]);
@@ -159,6 +177,7 @@ async fn a_git_sync_symlink_swap_to_a_new_worktree_is_seen() {
         world.production_sha().as_deref() == Some(SHA1)
     })
     .await;
+    first_pass_done(&addr).await;
 
     // What git-sync does: a new worktree, a new link beside the old one, an atomic rename.
     world.write_client(SHA2, "2024_11_18_001", "info", "");
