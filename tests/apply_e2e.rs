@@ -573,6 +573,16 @@ async fn an_irreversible_downgrade_under_policy_restore_restores_the_backup_and_
         .await
         .expect("regclass");
     assert_eq!(audit, None, "the irreversible migration's table is gone");
+    let status: String = sqlx::query_scalar(
+        "select status from system_versions where version = '2099_01_01_001' order by applied_at desc limit 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("a row for the undone version");
+    assert_eq!(
+        status, "rolled_back",
+        "the undone version is marked as the guide does"
+    );
     let completed: i64 = sqlx::query_scalar(
         "select count(*) from steward_events where step = 'apply' and outcome = 'completed'",
     )

@@ -317,21 +317,53 @@ async fn run_steps(
 }
 
 /// Restore a backup without losing the update records: `steward_events` rows written
-/// since the backup (this run's included) are read first and written back after.
+/// since the backup (this run's included) are read first and written back after. As
+/// `steward restore` does, the identity is checked again and every version the restore
+/// undid gets a `rolled_back` row (the guide's convention).
 async fn restore_keeping_records(
     session: &mut Session,
-    client: &str,
+    fleet: &Fleet,
+    client: &Client,
     url: &Secret,
     file: &std::path::Path,
+    actor: Actor<'_>,
 ) -> Result<(), String> {
+    let name = client.config.name.as_str();
+    let before = session.latest_rows().await.map_err(|e| e.to_string())?;
     let records: String =
         sqlx::query_scalar("SELECT coalesce(json_agg(e), '[]')::text FROM steward_events e")
             .fetch_one(session.connection())
             .await
             .map_err(|e| format!("cannot read steward_events before the restore: {e}"))?;
-    postgres::backup::restore(client, url, file)
+    postgres::backup::restore(name, url, file)
         .await
         .map_err(|e| e.to_string())?;
+    session
+        .check_identity(client.config.database.identity)
+        .await
+        .map_err(|e| e.to_string())?;
+    postgres::ensure_table(session.connection(), name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let after = session.latest_rows().await.map_err(|e| e.to_string())?;
+    let applied = postgres::Status::Applied.as_str();
+    for row in before.iter().filter(|r| {
+        r.status == applied
+            && !after
+                .iter()
+                .any(|a| a.version == r.version && a.status == applied)
+    }) {
+        let migration = fleet.catalog.get(&row.version).map(|m| m.name.clone());
+        session
+            .mark(
+                &row.version,
+                postgres::Status::RolledBack,
+                migration.as_deref(),
+                actor,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     record::ensure_table(session.connection())
         .await
         .map_err(|e| e.to_string())?;
@@ -478,7 +510,8 @@ async fn run_step(
                         fleet.backups_dir.display()
                     )
                 })?;
-            restore_keeping_records(session, name, &prepared.database_url, &file).await
+            restore_keeping_records(session, fleet, client, &prepared.database_url, &file, actor)
+                .await
         }
         Step::Verify { version } => {
             let report = postgres::verify(
@@ -687,7 +720,7 @@ async fn run_undo(
             .map_err(|e| e.to_string()),
         Undo::RestoreTakenBackup => match &scratch.backup {
             Some(file) => {
-                restore_keeping_records(session, &client.config.name, &prepared.database_url, file)
+                restore_keeping_records(session, fleet, client, &prepared.database_url, file, actor)
                     .await
             }
             None => Err("no backup was taken before the restore; nothing to put back".to_owned()),
