@@ -4,29 +4,13 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fleet::{SHA1, SHA2, World};
+use common::process::{first_pass_done, free_addr, git, loops_total, terminate};
 use common::{copy_dir, repo_root, stderr};
 use sqlx::Row;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-    format!("127.0.0.1:{}", listener.local_addr().expect("addr").port())
-}
 
 /// Start the daemon with a long interval, so only the watcher can explain a quick reaction.
 fn start(world: &World, fleet: &Path, addr: &str) -> Child {
@@ -60,43 +44,6 @@ async fn metrics(addr: &str) -> String {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
-}
-
-/// Wait until the daemon finished its first pass (bake and record included), so what
-/// follows is timed from an idle daemon.
-async fn first_pass_done(addr: &str) {
-    for _ in 0..600 {
-        let text = metrics(addr).await;
-        let loops = text
-            .lines()
-            .find_map(|l| l.strip_prefix("steward_loops_total "))
-            .and_then(|n| n.parse::<u64>().ok());
-        if loops.is_some_and(|n| n >= 1) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the first pass never finished");
-}
-
-/// SIGTERM, then the exit status (the test fails if it takes over 20 s).
-async fn terminate(mut child: Child) -> std::process::ExitStatus {
-    let pid = child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
-    for _ in 0..200 {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let _ = child.kill();
-    panic!("the daemon did not exit within 20 s of SIGTERM")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -146,16 +93,11 @@ async fn a_commit_to_the_checkout_is_acted_on_within_two_seconds_and_recorded_as
 
     // Idle, the daemon must not wake itself: its own reads and backups are not changes.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let loops = |text: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix("steward_loops_total "))
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    let before = loops(&metrics(&addr).await);
+    let before = loops_total(&addr).await;
     assert!(before.is_some(), "steward_loops_total is served");
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(
-        loops(&metrics(&addr).await),
+        loops_total(&addr).await,
         before,
         "an idle daemon ran passes nobody asked for"
     );

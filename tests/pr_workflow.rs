@@ -6,28 +6,17 @@ mod common;
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::fleet::{SHA2, World};
+use common::process::{first_pass_done, free_addr, git, loops_total, terminate};
 use common::{copy_dir, repo_root, stderr, stdout};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use steward::emulator::github::{GithubEmulatorConfig, RunningEmulator};
 use steward::manifest::Fleet;
 use steward::manifest::changed::changed_since;
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.com"])
-        .args(args)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
 
 /// A fleet repository like the example one: `fleet/` and `migrations/`, one commit.
 fn fleet_repo() -> tempfile::TempDir {
@@ -252,11 +241,8 @@ async fn the_github_webhook_refuses_bad_signatures_and_a_signed_push_triggers_a_
     const SECRET: &str = "webhook-secret-for-tests";
     let world = World::new().await;
     world.steward(&["adopt", "shop"]);
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
-        format!("127.0.0.1:{}", listener.local_addr().expect("addr").port())
-    };
-    let mut child = world
+    let addr = free_addr();
+    let child = world
         .command(&["run", "--listen", &addr, "--interval", "600s"])
         .env("STEWARD_GITHUB_WEBHOOK_SECRET", SECRET)
         .stdout(Stdio::null())
@@ -264,28 +250,7 @@ async fn the_github_webhook_refuses_bad_signatures_and_a_signed_push_triggers_a_
         .spawn()
         .expect("spawn");
     let http = reqwest::Client::new();
-    let loops = || async {
-        let text = http
-            .get(format!("http://{addr}/metrics"))
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("steward_loops_total "))
-            .and_then(|n| n.parse::<u64>().ok())
-    };
-    let mut first = None;
-    for _ in 0..600 {
-        first = loops().await.filter(|n| *n >= 1);
-        if first.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let first = first.expect("the first pass finished");
+    let first = first_pass_done(&addr).await;
 
     let body = br#"{"ref":"refs/heads/main","repository":{"full_name":"example-org/fleet","default_branch":"main"}}"#;
     let post = |signature: Option<String>| {
@@ -308,7 +273,7 @@ async fn the_github_webhook_refuses_bad_signatures_and_a_signed_push_triggers_a_
         401
     );
     assert_eq!(
-        loops().await,
+        loops_total(&addr).await,
         Some(first),
         "a refused webhook triggers nothing"
     );
@@ -318,16 +283,13 @@ async fn the_github_webhook_refuses_bad_signatures_and_a_signed_push_triggers_a_
     );
     let mut resynced = false;
     for _ in 0..100 {
-        if loops().await.is_some_and(|n| n > first) {
+        if loops_total(&addr).await.is_some_and(|n| n > first) {
             resynced = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+    terminate(child).await;
     assert!(
         resynced,
         "a signed push to the default branch resyncs at once"

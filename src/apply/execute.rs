@@ -316,10 +316,8 @@ async fn run_steps(
     Ok(Outcome::Applied(plan.clone()))
 }
 
-/// Restore a backup without losing the update records: `steward_events` rows written
-/// since the backup (this run's included) are read first and written back after. As
-/// `steward restore` does, the identity is checked again and every version the restore
-/// undid gets a `rolled_back` row (the guide's convention).
+/// `Session::restore`, without losing the update records: the backup predates this run,
+/// so `steward_events` rows are read first and written back after.
 async fn restore_keeping_records(
     session: &mut Session,
     fleet: &Fleet,
@@ -328,42 +326,21 @@ async fn restore_keeping_records(
     file: &std::path::Path,
     actor: Actor<'_>,
 ) -> Result<(), String> {
-    let name = client.config.name.as_str();
-    let before = session.latest_rows().await.map_err(|e| e.to_string())?;
     let records: String =
         sqlx::query_scalar("SELECT coalesce(json_agg(e), '[]')::text FROM steward_events e")
             .fetch_one(session.connection())
             .await
             .map_err(|e| format!("cannot read steward_events before the restore: {e}"))?;
-    postgres::backup::restore(name, url, file)
-        .await
-        .map_err(|e| e.to_string())?;
     session
-        .check_identity(client.config.database.identity)
+        .restore(
+            url,
+            file,
+            client.config.database.identity,
+            &fleet.catalog,
+            actor,
+        )
         .await
         .map_err(|e| e.to_string())?;
-    postgres::ensure_table(session.connection(), name)
-        .await
-        .map_err(|e| e.to_string())?;
-    let after = session.latest_rows().await.map_err(|e| e.to_string())?;
-    let applied = postgres::Status::Applied.as_str();
-    for row in before.iter().filter(|r| {
-        r.status == applied
-            && !after
-                .iter()
-                .any(|a| a.version == r.version && a.status == applied)
-    }) {
-        let migration = fleet.catalog.get(&row.version).map(|m| m.name.clone());
-        session
-            .mark(
-                &row.version,
-                postgres::Status::RolledBack,
-                migration.as_deref(),
-                actor,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-    }
     record::ensure_table(session.connection())
         .await
         .map_err(|e| e.to_string())?;
@@ -499,17 +476,8 @@ async fn run_step(
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Step::RestoreBackup { backup, .. } => {
-            let file = postgres::backup::list(name, &fleet.backups_dir)
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|b| &b.id == backup)
-                .map(|b| fleet.backups_dir.join(name).join(&b.file))
-                .ok_or_else(|| {
-                    format!(
-                        "backup {backup} is no longer in {}",
-                        fleet.backups_dir.display()
-                    )
-                })?;
+            let (_, file) = postgres::backup::find(name, &fleet.backups_dir, backup)
+                .map_err(|e| e.to_string())?;
             restore_keeping_records(session, fleet, client, &prepared.database_url, &file, actor)
                 .await
         }

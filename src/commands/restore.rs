@@ -9,7 +9,7 @@ use super::support::{actor, database_url, fleet_revision, load_client, pg};
 use crate::cli::RestoreArgs;
 use crate::exit::{Exit, Refused};
 use crate::output::Printer;
-use crate::postgres::{Actor, Session, Status, backup};
+use crate::postgres::{Actor, Session, backup};
 
 pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
@@ -31,37 +31,26 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     )
     .await
     .map_err(pg)?;
-    let before = session.latest_rows().await.map_err(pg)?;
-    backup::restore(name, &url, &file).await.map_err(pg)?;
-    session
-        .check_identity(client.config.database.identity)
-        .await
-        .map_err(pg)?;
-    postgres_ensure(&mut session).await?;
-    let after = session.latest_rows().await.map_err(pg)?;
-    let applied = |rows: &[crate::postgres::Row], v: &crate::migrations::Version| {
-        rows.iter()
-            .any(|r| &r.version == v && r.status == Status::Applied.as_str())
-    };
     let who = actor();
     let revision = fleet_revision(&fleet);
     let act = Actor {
         name: &who,
         revision: revision.as_deref(),
     };
-    let mut undone = Vec::new();
-    for row in before
+    let undone: Vec<String> = session
+        .restore(
+            &url,
+            &file,
+            client.config.database.identity,
+            &fleet.catalog,
+            act,
+        )
+        .await
+        .map_err(pg)?
         .iter()
-        .filter(|r| r.status == Status::Applied.as_str() && !applied(&after, &r.version))
-    {
-        let name_of = fleet.catalog.get(&row.version).map(|m| m.name.clone());
-        session
-            .mark(&row.version, Status::RolledBack, name_of.as_deref(), act)
-            .await
-            .map_err(pg)?;
-        undone.push(row.version.to_string());
-    }
-    let current = crate::postgres::current_of(&after);
+        .map(ToString::to_string)
+        .collect();
+    let current = crate::postgres::current_of(&session.latest_rows().await.map_err(pg)?);
     session.close().await;
     printer.out(format!(
         "{name}: restored backup {} ({}); schema now {}; identity re-checked{}",
@@ -75,11 +64,4 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
         }
     ));
     Ok(Exit::Success)
-}
-
-async fn postgres_ensure(session: &mut Session) -> Result<()> {
-    let client = session.client().to_owned();
-    crate::postgres::ensure_table(session.connection(), &client)
-        .await
-        .map_err(pg)
 }

@@ -258,6 +258,37 @@ impl Session {
         result.map(|()| rehearsal)
     }
 
+    /// Restore `file` (the guide's "restore from backup"), check the identity again, and
+    /// give every version the restore undid a `rolled_back` row. Returns those versions.
+    pub async fn restore(
+        &mut self,
+        url: &crate::secret::Secret,
+        file: &std::path::Path,
+        pinned: Option<uuid::Uuid>,
+        catalog: &Catalog,
+        actor: Actor<'_>,
+    ) -> Result<Vec<Version>, PgError> {
+        let before = self.latest_rows().await?;
+        super::backup::restore(&self.client, url, file).await?;
+        self.check_identity(pinned).await?;
+        versions::ensure_table(&mut self.conn, &self.client).await?;
+        let after = self.latest_rows().await?;
+        let applied = Status::Applied.as_str();
+        let mut undone = Vec::new();
+        for row in before.iter().filter(|r| {
+            r.status == applied
+                && !after
+                    .iter()
+                    .any(|a| a.version == r.version && a.status == applied)
+        }) {
+            let name = catalog.get(&row.version).map(|m| m.name.clone());
+            self.mark(&row.version, Status::RolledBack, name.as_deref(), actor)
+                .await?;
+            undone.push(row.version.clone());
+        }
+        Ok(undone)
+    }
+
     /// Record a version's status by hand (`steward repair`, or after a restore).
     pub async fn mark(
         &mut self,

@@ -166,3 +166,4 @@ pub async fn admin() -> PgConnection {
 
 pub mod fleet;
 pub mod hooks;
+pub mod process;
