@@ -74,7 +74,7 @@ fn assert_conforms(spec: &Value, op_id: &str, status: &str, body: &Value) {
     let errors: Vec<String> = validator
         .iter_errors(body)
         .take(40)
-        .map(|e| format!("{} at {}", e, e.instance_path))
+        .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect();
     assert!(
         errors.is_empty(),

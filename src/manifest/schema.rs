@@ -110,9 +110,9 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
     let root = kind.schema();
     let mut out = Vec::new();
     for error in kind.validator().iter_errors(&doc.value) {
-        let pointer = error.instance_path.as_str().to_owned();
+        let pointer = error.instance_path().as_str().to_owned();
         let field = dotted(&pointer);
-        match &error.kind {
+        match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected } => {
                 let known = known_keys(root, &pointer);
                 for key in unexpected {
@@ -150,7 +150,7 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
                     TypeKind::Single(t) => friendly_type(&t.to_string()).to_owned(),
                     TypeKind::Multiple(set) => format!("{set:?}"),
                 };
-                let found = json_type(&error.instance);
+                let found = json_type(error.instance());
                 let at = doc.spans.value(&pointer);
                 out.push(Diagnostic::error(
                     file,
@@ -164,10 +164,10 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
             {
                 let options = allowed_values(root, &pointer);
                 let got = error
-                    .instance
+                    .instance()
                     .as_str()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| error.instance.to_string());
+                    .unwrap_or_else(|| error.instance().to_string());
                 let at = doc.spans.value(&pointer);
                 out.push(
                     Diagnostic::error(
@@ -190,7 +190,7 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
                     field,
                     format!(
                         "expected a string or a secret reference like `{{ env: NAME, sensitive: true }}`, found {}",
-                        json_type(&error.instance)
+                        json_type(error.instance())
                     ),
                 ));
             }
@@ -203,10 +203,10 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
                     .filter_map(Value::as_str)
                     .collect();
                 let got = error
-                    .instance
+                    .instance()
                     .as_str()
                     .map(str::to_owned)
-                    .unwrap_or_else(|| error.instance.to_string());
+                    .unwrap_or_else(|| error.instance().to_string());
                 out.push(
                     Diagnostic::error(
                         file,
