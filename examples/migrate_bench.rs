@@ -90,6 +90,12 @@ fn run(command: &mut Command) -> Duration {
     start.elapsed()
 }
 
+fn median_run(command: &mut Command) -> Duration {
+    let mut runs: Vec<Duration> = (0..21).map(|_| run(command)).collect();
+    runs.sort();
+    runs[10]
+}
+
 fn installed(tool: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -166,30 +172,34 @@ async fn main() {
         ("psql -1 -f (floor)".to_owned(), Some(floor)),
         ("steward".to_owned(), Some(steward_time)),
     ];
-    // Peers, when installed.
-    let sqlx_time = match installed("sqlx") {
-        Some(sqlx) => {
-            let peer = Db::create(&mut admin, "sqlx").await;
-            Some(run(Command::new(sqlx)
-                .args(["migrate", "run", "--source"])
-                .arg(&sqlx_dir)
-                .args(["--database-url", &peer.url()])))
-        }
-        None => None,
-    };
-    rows.push(("sqlx-cli".to_owned(), sqlx_time));
-    let dbmate_time = match installed("dbmate") {
-        Some(dbmate) => {
-            let peer = Db::create(&mut admin, "dbmate").await;
-            let url = format!("{}?sslmode=disable", peer.url());
-            Some(run(Command::new(dbmate)
-                .args(["--url", &url, "--migrations-dir"])
-                .arg(&dbmate_dir)
-                .args(["--no-dump-schema", "up"])))
-        }
-        None => None,
-    };
-    rows.push(("dbmate".to_owned(), dbmate_time));
+    // Peers, when installed. Each keeps its command, to time it again once up to date.
+    let mut peers: Vec<(&str, Command)> = Vec::new();
+    if let Some(sqlx) = installed("sqlx") {
+        let peer = Db::create(&mut admin, "sqlx").await;
+        let mut command = Command::new(sqlx);
+        command
+            .args(["migrate", "run", "--source"])
+            .arg(&sqlx_dir)
+            .args(["--database-url", &peer.url()]);
+        peers.push(("sqlx-cli", command));
+    }
+    if let Some(dbmate) = installed("dbmate") {
+        let peer = Db::create(&mut admin, "dbmate").await;
+        let url = format!("{}?sslmode=disable", peer.url());
+        let mut command = Command::new(dbmate);
+        command
+            .args(["--url", &url, "--migrations-dir"])
+            .arg(&dbmate_dir)
+            .args(["--no-dump-schema", "up"]);
+        peers.push(("dbmate", command));
+    }
+    for tool in ["sqlx-cli", "dbmate"] {
+        let time = peers
+            .iter_mut()
+            .find(|(name, _)| *name == tool)
+            .map(|(_, command)| run(command));
+        rows.push((tool.to_owned(), time));
+    }
 
     println!(
         "\napplying {COUNT} migrations to a fresh database (Postgres {})",
@@ -251,7 +261,8 @@ async fn main() {
         ms(after_connect[45])
     );
 
-    // `steward migrate --dry-run` as a process, on the up-to-date database.
+    // `steward migrate --dry-run` as a process, on the up-to-date database, and the peers'
+    // own up-to-date runs beside it.
     let exe = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/steward");
     if exe.is_file() {
         let fleet = dir.path().join("fleet");
@@ -262,18 +273,29 @@ async fn main() {
             format!("apiVersion: steward/v1\nkind: Client\nmetadata: {{name: bench}}\nspec:\n  code: {{project: p, version: v1}}\n  database: {{url: {{env: BENCH_URL}}, schemaVersion: {target}}}\n"),
         )
         .expect("write");
-        let mut runs = Vec::new();
-        for _ in 0..20 {
-            runs.push(run(Command::new(&exe)
-                .args(["migrate", "bench", "--dry-run", "--fleet"])
-                .arg(&fleet)
-                .env("BENCH_URL", db.url())));
-        }
-        runs.sort();
+        let mut dry_run = Command::new(&exe);
+        dry_run
+            .args(["migrate", "bench", "--dry-run", "--fleet"])
+            .arg(&fleet)
+            .env("BENCH_URL", db.url());
+        let steward = median_run(&mut dry_run);
+        println!("\nup to date, as a process (median of 21 runs)");
+        println!("{:<34} {:>8} {:>14}", "command", "ms", "steward is");
         println!(
-            "`steward migrate --dry-run` (up to date) as a process: median {:.1} ms",
-            ms(runs[10])
+            "{:<34} {:>8.1} {:>14}",
+            "steward migrate --dry-run",
+            ms(steward),
+            ""
         );
+        for (tool, command) in &mut peers {
+            let peer = median_run(command);
+            println!(
+                "{:<34} {:>8.1} {:>13.2}x",
+                format!("{tool} (apply, nothing pending)"),
+                ms(peer),
+                steward.as_secs_f64() / peer.as_secs_f64()
+            );
+        }
     } else {
         println!(
             "(build `cargo build --release` first to time `steward migrate --dry-run` as a process)"

@@ -151,13 +151,51 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
             if upgrade { "applied" } else { "rolled back" },
             report.versions.len(),
             report.elapsed.as_millis(),
-            report
-                .versions
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(", ")
+            summarize(&report.versions)
         ));
     }
     Ok(Exit::Success)
+}
+
+/// The versions a run touched, shortened when there are many: a first run on a new
+/// database can apply hundreds, and one line per terminal is enough to say which.
+fn summarize(versions: &[Version]) -> String {
+    const SHOWN: usize = 8;
+    let names: Vec<String> = versions.iter().map(ToString::to_string).collect();
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!(
+        "{}, … {} more …, {}",
+        names[..3].join(", "),
+        names.len() - 5,
+        names[names.len() - 2..].join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn versions(n: usize) -> Vec<Version> {
+        (0..n)
+            .map(|i| format!("2024_01_01_{i:03}").parse().expect("version"))
+            .collect()
+    }
+
+    #[test]
+    fn a_few_versions_are_all_listed() {
+        assert_eq!(
+            summarize(&versions(3)),
+            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002"
+        );
+    }
+
+    #[test]
+    fn many_versions_are_shortened_to_the_first_three_and_the_last_two() {
+        assert_eq!(
+            summarize(&versions(300)),
+            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002, … 295 more …, 2024_01_01_298, 2024_01_01_299"
+        );
+    }
 }
