@@ -275,6 +275,12 @@ pub struct RunArgs {
     /// Resync the whole fleet at least this often, even without a commit.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: std::time::Duration,
+    /// Look at each converged client's database live at least this often; passes in
+    /// between reuse the last look (Vercel is read every pass). A manifest change to the
+    /// client's database, a plan with steps, or any run looks again at once. `0s`: every
+    /// pass connects to every database.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub db_resync: std::time::Duration,
     /// Clients reconciled at once.
     #[arg(long, default_value_t = 16)]
     pub concurrency: usize,

@@ -215,3 +215,97 @@ async fn sigterm_during_a_migration_finishes_the_migration_starts_nothing_else_a
     .get("n");
     assert_eq!(interrupted, 1, "the interruption is recorded");
 }
+
+fn observations(text: &str, source: &str) -> u64 {
+    let prefix = format!("steward_database_observations_total{{source=\"{source}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no {prefix} in /metrics:\n{text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_converged_database_is_looked_at_live_once_per_db_resync_and_drift_behind_its_back_is_repaired()
+ {
+    let world = World::new().await;
+    world.steward(&["adopt", "shop"]);
+    let addr = free_addr();
+    let child = world
+        .command(&[
+            "run",
+            "--listen",
+            &addr,
+            "--interval",
+            "200ms",
+            "--db-resync",
+            "4s",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    wait_for("first convergence", Duration::from_secs(60), || {
+        world.production_sha().as_deref() == Some(SHA1)
+    })
+    .await;
+    let first = first_pass_done(&addr).await;
+
+    // Converged and idle: passes every 200 ms read Vercel, and reuse the database look.
+    let mut passes = first;
+    while passes < first + 3 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        passes = loops_total(&addr).await.unwrap_or(passes);
+    }
+    let before = metrics(&addr).await;
+    while loops_total(&addr).await.unwrap_or(0) < passes + 5 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = metrics(&addr).await;
+    let live = observations(&after, "live") - observations(&before, "live");
+    let cached = observations(&after, "cached") - observations(&before, "cached");
+    assert!(
+        cached >= 4,
+        "five idle passes reused the last look ({cached} cached, {live} live)"
+    );
+    assert!(
+        live <= 1,
+        "at most one live look within 4 s of idle passes, saw {live}"
+    );
+
+    // Someone undoes the members migration by hand, as the guide's manual rollback does.
+    let mut conn = world.db.connect().await;
+    let down =
+        std::fs::read_to_string(repo_root().join("migrations/2024_11_18_001_members.down.sql"))
+            .expect("down.sql");
+    sqlx::raw_sql(&down).execute(&mut conn).await.expect("down");
+    sqlx::query(
+        "insert into system_versions (version, applied_at, status) values ('2024_11_18_001', now(), 'rolled_back')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("record the rollback");
+    let applied = || async {
+        let mut conn = world.db.connect().await;
+        sqlx::query_scalar::<_, i64>(
+            "select count(*) from system_versions where version = '2024_11_18_001' and status = 'applied'",
+        )
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+    };
+    assert_eq!(applied().await, 1);
+    let started = Instant::now();
+    while applied().await < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the drift was never repaired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let table: Option<String> = sqlx::query_scalar("select to_regclass('members')::text")
+        .fetch_one(&mut conn)
+        .await
+        .expect("members");
+    assert_eq!(table.as_deref(), Some("members"), "the migration ran again");
+    assert_eq!(terminate(child).await.code(), Some(0));
+}

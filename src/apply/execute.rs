@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::record::{self, Event, EventKind};
 use super::undo::{self, UndoPlan};
-use super::{ApplyError, Prepared, observe};
+use super::{ApplyError, Prepared, SchemaCache, observe};
 use crate::manifest::{Client, Fleet};
 use crate::plan::{self, Guard, Mode, Plan, Step, Undo};
 use crate::postgres::{self, Actor, Session};
@@ -40,6 +40,9 @@ pub struct Runner {
     /// A Vercel client to share across runs (its connection pool with it); built from the
     /// fleet when absent.
     pub vercel: Option<vercel::VercelClient>,
+    /// The daemon's memory of converged client databases; absent, every run observes
+    /// live. Only the first, lock-free look may use it.
+    pub schema_cache: Option<Arc<SchemaCache>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -64,6 +67,7 @@ impl Runner {
             on_start: None,
             wave_blocked: None,
             vercel: None,
+            schema_cache: None,
         }
     }
 
@@ -138,6 +142,7 @@ pub async fn execute(
         runner.mode,
         runner.wave_blocked.clone(),
         runner.revision.clone(),
+        runner.schema_cache.as_deref(),
     )
     .await?;
     if first.plan.steps.is_empty() {
@@ -169,6 +174,7 @@ pub async fn execute(
         runner.mode,
         runner.wave_blocked.clone(),
         runner.revision.clone(),
+        None,
     )
     .await?;
     if let Some(expected) = expected_hash

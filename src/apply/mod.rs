@@ -5,12 +5,14 @@
 //! Level-triggered: every run observes what is live and plans again under the lock, so a
 //! run that died half-way converges next time without redoing what already happened.
 
+pub mod cache;
 pub mod desired;
 mod execute;
 mod observe;
 pub mod record;
 pub mod undo;
 
+pub use cache::SchemaCache;
 pub use execute::{OnStart, OnStep, Outcome, Runner, StepEvent, execute};
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
 

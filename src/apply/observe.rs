@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::ApplyError;
+use super::cache::{self, SchemaCache};
 use super::desired::{self, DesiredError, EnvValues};
 use crate::github::{GithubAuth, GithubClient, Repo};
 use crate::manifest::{Client, CodeVersion, Fleet};
@@ -141,6 +142,7 @@ pub async fn prepare(
     mode: Mode,
     wave_blocked: Option<String>,
     revision: Option<String>,
+    cache: Option<&SchemaCache>,
 ) -> Result<Prepared, ApplyError> {
     let name = &client.config.name;
     let key = fleet
@@ -163,7 +165,17 @@ pub async fn prepare(
             client: name.clone(),
             message: format!("spec.database.url: {e}"),
         })?;
-    let (schema, failure) = postgres::observe(name, &url, &client.config.database).await?;
+    let cache_key = cache::key(&url, &client.config.database);
+    let cached = cache.and_then(|c| c.get(name, cache_key));
+    let live = cached.is_none();
+    let (schema, failure) = match cached {
+        Some(seen) => seen,
+        None => {
+            cache::count_live();
+            postgres::observe(name, &url, &client.config.database).await?
+        }
+    };
+    let remembered = (live && cache.is_some()).then(|| (schema.clone(), failure.clone()));
     let observation = vercel::observe(vercel, &client.config.code.project)
         .await
         .map_err(ApplyError::vercel(name))?;
@@ -194,6 +206,15 @@ pub async fn prepare(
         &lint_summary(fleet),
         &ctx,
     );
+    if let Some(cache) = cache {
+        match remembered {
+            Some((schema, failure)) if plan.steps.is_empty() => {
+                cache.put(name, cache_key, schema, failure)
+            }
+            _ if !plan.steps.is_empty() => cache.forget(name),
+            _ => {}
+        }
+    }
     Ok(Prepared {
         desired,
         values,

@@ -33,7 +33,7 @@ pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Repor
         }
     };
     for client in clients {
-        match apply::prepare(fleet, client, &vercel, mode, None, revision.clone()).await {
+        match apply::prepare(fleet, client, &vercel, mode, None, revision.clone(), None).await {
             Ok(prepared) => report.plans.push(prepared.plan),
             Err(err) => report
                 .errors

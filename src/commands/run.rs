@@ -18,6 +18,7 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
     let settings = Settings {
         fleet_dir: args.fleet.fleet.clone(),
         interval: args.interval,
+        db_resync: args.db_resync,
         concurrency: args.concurrency,
         shard,
         once: args.once,

@@ -49,7 +49,9 @@ pub async fn run(args: StatusArgs, printer: &Printer) -> Result<Exit> {
                 });
             postgres::close(conn).await;
         }
-        let row = match apply::prepare(&fleet, client, &vercel, Mode::Daemon, None, None).await {
+        let row = match apply::prepare(&fleet, client, &vercel, Mode::Daemon, None, None, None)
+            .await
+        {
             Err(err) => {
                 json!({"client": name, "phase": "Error", "reason": err.to_string(), "nextWindow": next_window, "lastChange": last_change})
             }

@@ -12,6 +12,7 @@ pub struct Metrics {
     reconcile_total: u64,
     steps: BTreeMap<(String, String), u64>,
     loops: u64,
+    last_pass_seconds: f64,
     pub phases: BTreeMap<String, u64>,
     pub revision: Option<String>,
     pub notifications: BTreeMap<(String, String), u64>,
@@ -35,8 +36,9 @@ impl Metrics {
             .or_default() += 1;
     }
 
-    pub fn loop_done(&mut self) {
+    pub fn loop_done(&mut self, took: std::time::Duration) {
         self.loops += 1;
+        self.last_pass_seconds = took.as_secs_f64();
     }
 
     pub fn render(&self) -> String {
@@ -114,6 +116,26 @@ impl Metrics {
         let _ = writeln!(out, "# HELP steward_loops_total Passes over the fleet.");
         let _ = writeln!(out, "# TYPE steward_loops_total counter");
         let _ = writeln!(out, "steward_loops_total {}", self.loops);
+        let _ = writeln!(
+            out,
+            "# HELP steward_last_pass_seconds How long the last pass over the fleet took."
+        );
+        let _ = writeln!(out, "# TYPE steward_last_pass_seconds gauge");
+        let _ = writeln!(out, "steward_last_pass_seconds {}", self.last_pass_seconds);
+        let (live, cached) = crate::apply::cache::observations();
+        let _ = writeln!(
+            out,
+            "# HELP steward_database_observations_total Client database observations, live or reused from a recent live one (--db-resync)."
+        );
+        let _ = writeln!(out, "# TYPE steward_database_observations_total counter");
+        let _ = writeln!(
+            out,
+            "steward_database_observations_total{{source=\"live\"}} {live}"
+        );
+        let _ = writeln!(
+            out,
+            "steward_database_observations_total{{source=\"cached\"}} {cached}"
+        );
         let _ = writeln!(
             out,
             "# HELP steward_fleet_revision The fleet revision last loaded."

@@ -16,7 +16,7 @@ use serde::Serialize;
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 use tracing::Instrument;
 
-use crate::apply::{self, ApplyError, Outcome, Runner};
+use crate::apply::{self, ApplyError, Outcome, Runner, SchemaCache};
 use crate::exit::Exit;
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{self, Client, Fleet, LoadOptions};
@@ -30,6 +30,9 @@ pub use shard::Shard;
 pub struct Settings {
     pub fleet_dir: PathBuf,
     pub interval: Duration,
+    /// Observe each converged client's database at least this often; between, a pass
+    /// reuses the last live observation (see `apply::cache`). Zero: every pass.
+    pub db_resync: Duration,
     pub concurrency: usize,
     pub shard: Shard,
     pub once: bool,
@@ -196,12 +199,24 @@ pub async fn run(
     let mut watched = std::fs::canonicalize(&settings.fleet_dir).ok();
     let mut last_good: HashMap<String, Client> = HashMap::new();
     let notifier = Notifier::new(&Default::default(), Some(shared.clone()));
+    // `--once` is a full resync by definition: one pass, every database looked at live.
+    let schema_cache = (!settings.once && !settings.db_resync.is_zero())
+        .then(|| Arc::new(SchemaCache::new(settings.db_resync)));
     loop {
-        let exit = pass(&settings, &shared, &stop, &mut last_good, &notifier).await;
+        let started = Instant::now();
+        let exit = pass(
+            &settings,
+            &shared,
+            &stop,
+            &mut last_good,
+            &notifier,
+            schema_cache.clone(),
+        )
+        .await;
         {
             let mut s = shared.write().await;
             s.last_loop = Some(Instant::now());
-            s.metrics.loop_done();
+            s.metrics.loop_done(started.elapsed());
         }
         // A git-sync symlink swap moved the checkout: watch the new worktree instead.
         let now_at = std::fs::canonicalize(&settings.fleet_dir).ok();
@@ -248,6 +263,7 @@ async fn pass(
     stop: &watch::Receiver<bool>,
     last_good: &mut HashMap<String, Client>,
     notifier: &Notifier,
+    schema_cache: Option<Arc<SchemaCache>>,
 ) -> Exit {
     let loaded = manifest::load(&settings.fleet_dir, LoadOptions::default());
     let mut invalid_manifests = false;
@@ -328,6 +344,7 @@ async fn pass(
                 revision: revision.clone(),
                 notifier: notifier.clone(),
                 vercel: vercel.clone(),
+                schema_cache: schema_cache.clone(),
             };
             let (blocked, semaphore) = (blocked.clone(), semaphore.clone());
             // Futures polled together on this task (bounded by the semaphore): the apply
@@ -385,6 +402,7 @@ struct Context {
     revision: Option<String>,
     notifier: Notifier,
     vercel: Option<crate::vercel::VercelClient>,
+    schema_cache: Option<Arc<SchemaCache>>,
 }
 
 /// Reconcile one client: observe, plan (as the daemon), apply when allowed.
@@ -397,6 +415,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
         revision,
         notifier,
         vercel,
+        schema_cache,
     } = context;
     let Some(client) = fleet.clients.get(&name) else {
         return Exit::Error;
@@ -406,6 +425,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     runner.stop = Some(stop);
     runner.wave_blocked = blocked;
     runner.vercel = vercel;
+    runner.schema_cache = schema_cache;
     let metrics_shared = shared.clone();
     let user_hook = settings.on_step.clone();
     runner.on_step = Some(Arc::new(
