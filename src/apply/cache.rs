@@ -121,8 +121,8 @@ mod tests {
             url: SecretRef::env("UNUSED"),
             identity: None,
             schema_version: version.parse().expect("version"),
-            rls_tables: None,
-            checks: None,
+            rls_tables: vec![],
+            checks: vec![],
         }
     }
 
