@@ -203,6 +203,12 @@ async fn a_failed_build_rolls_the_schema_and_env_back_and_leaves_production_alon
     // The Failed state holds the same plan until the manifest changes or someone retries.
     let status = world.steward(&["status", "shop"]);
     assert!(stdout(&status).contains("Failed"), "{}", stdout(&status));
+    assert!(
+        stdout(&status)
+            .contains("target schema 2024_12_18_001 (pending: 2024_12_02_001, 2024_12_18_001)"),
+        "the schema part names the versions still to run: {}",
+        stdout(&status)
+    );
     let held = world.steward(&["apply", "shop", "--yes"]);
     assert!(
         stdout(&held).contains("failed at wait_ready"),

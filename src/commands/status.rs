@@ -93,12 +93,24 @@ pub async fn run(args: StatusArgs, printer: &Printer) -> Result<Exit> {
                     )
                 };
                 let production = prepared.observed.code.production.clone();
+                let current = prepared.observed.schema.current.as_ref();
+                let target = &client.config.database.schema_version;
+                // Up: the migrations still to run. Down: those a rollback would undo.
+                let pending: Vec<String> = if current.is_none_or(|c| c < target) {
+                    fleet.catalog.between(current, target)
+                } else {
+                    current.map_or_else(Vec::new, |c| fleet.catalog.between(Some(target), c))
+                }
+                .into_iter()
+                .map(|m| m.version.to_string())
+                .collect();
                 json!({
                     "client": name,
                     "phase": phase,
                     "reason": reason,
                     "schema": prepared.observed.schema.current.as_ref().map(ToString::to_string),
-                    "schemaTarget": client.config.database.schema_version.to_string(),
+                    "schemaTarget": target.to_string(),
+                    "schemaPending": pending,
                     "deployment": production.as_ref().map(|d| d.id.clone()),
                     "sha": production.as_ref().and_then(|d| d.sha.clone()),
                     "envDrift": plan.changes.env.iter().filter(|c| c.drift).map(|c| c.key.clone()).collect::<Vec<_>>(),
@@ -130,6 +142,21 @@ fn cell(value: &serde_json::Value) -> String {
     }
 }
 
+/// A JSON list of strings as `a, b`, or `none`.
+fn list(value: &serde_json::Value) -> String {
+    let items: Vec<&str> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if items.is_empty() {
+        "none".to_owned()
+    } else {
+        items.join(", ")
+    }
+}
+
 fn table(rows: &[serde_json::Value], detailed: bool) -> String {
     let mut out = format!(
         "{:<12} {:<10} {:<16} {:<14} {:<18} {}\n",
@@ -157,12 +184,13 @@ fn table(rows: &[serde_json::Value], detailed: bool) -> String {
         ));
         if detailed {
             out.push_str(&format!(
-                "  target schema {}, production {}, last backup {}, env drift {}, env pending {}\n",
+                "  target schema {} (pending: {}), production {}, last backup {}, env drift {}, env pending {}\n",
                 cell(&r["schemaTarget"]),
+                list(&r["schemaPending"]),
                 cell(&r["deployment"]),
                 cell(&r["lastBackup"]),
-                cell(&r["envDrift"]),
-                cell(&r["envPending"])
+                list(&r["envDrift"]),
+                list(&r["envPending"])
             ));
         }
     }
