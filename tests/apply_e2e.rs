@@ -600,3 +600,94 @@ async fn an_irreversible_downgrade_under_policy_restore_restores_the_backup_and_
         "every update record survived the restore, this one included"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_that_closes_mid_update_lets_the_running_step_and_its_checks_finish_and_starts_no_new_change()
+ {
+    use chrono::{Duration as Minutes, Timelike, Utc};
+    use std::time::Duration;
+
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    // Windows are whole minutes: start with at least 10 s of this one left, and end it
+    // at the next minute (never across midnight).
+    let now = loop {
+        let now = Utc::now();
+        if now.second() <= 50 && !(now.hour() == 23 && now.minute() == 59) {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let end = now.with_second(0).expect("minute") + Minutes::minutes(1);
+    let start = (end - Minutes::minutes(30)).max(
+        end.with_hour(0)
+            .and_then(|t| t.with_minute(0))
+            .expect("midnight"),
+    );
+    let window = format!(
+        "{} {}-{}",
+        now.format("%a"),
+        start.format("%H:%M"),
+        end.format("%H:%M")
+    );
+    // The build stays in BUILDING (wait_ready, a check) until the window has closed.
+    world.emulator.update_faults(|f| {
+        f.stuck_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(
+        SHA2,
+        "2024_12_18_001",
+        "debug",
+        &format!("  schedule: {{ timezone: UTC, windows: [\"{window}\"] }}\n"),
+    );
+    let child = world
+        .command(&["apply", "shop", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    let closed = end + Minutes::seconds(1);
+    while Utc::now() < closed {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    world.emulator.update_faults(|f| {
+        f.stuck_shas.clear();
+    });
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("apply");
+    world.assert_no_secret(&out);
+    assert!(
+        stdout(&out).contains("interrupted: the maintenance window closed")
+            && stdout(&out).contains("after health_check"),
+        "the build and its checks finished, the promote did not start:\n{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(out.status.code(), Some(2), "changes remain");
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "production untouched"
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_12_18_001"),
+        "the migration made inside the window stays, verified"
+    );
+    assert!(
+        events_text(&world)
+            .await
+            .contains("interrupted: the maintenance window closed"),
+        "recorded in steward_events"
+    );
+    // Outside the window nothing more starts until it opens again.
+    let held = world.steward(&["apply", "shop", "--yes"]);
+    assert!(
+        stdout(&held).contains("outside the maintenance window"),
+        "{}",
+        stdout(&held)
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+}

@@ -207,7 +207,7 @@ async fn sigterm_during_a_migration_finishes_the_migration_starts_nothing_else_a
         .expect("the migration's table exists");
     assert!(!deployed(&world, SHA1), "no step started after the signal");
     let interrupted: i64 = sqlx::query(
-        "select count(*) as n from steward_events where detail like 'interrupted by shutdown%'",
+        "select count(*) as n from steward_events where detail like 'interrupted: shutdown%'",
     )
     .fetch_one(&mut conn)
     .await

@@ -9,6 +9,7 @@ use tokio::sync::watch;
 use super::record::{self, Event, EventKind};
 use super::undo::{self, UndoPlan};
 use super::{ApplyError, Prepared, SchemaCache, observe};
+use crate::manifest::schedule::WindowState;
 use crate::manifest::{Client, Fleet};
 use crate::plan::{self, Guard, Mode, Plan, Step, Undo};
 use crate::postgres::{self, Actor, Session};
@@ -101,8 +102,13 @@ pub enum Outcome {
         undo: UndoPlan,
         undo_errors: Vec<String>,
     },
-    /// Shutdown arrived between steps; the next run picks up from what is live.
-    Interrupted { plan: Plan, after: String },
+    /// Shutdown arrived, or the maintenance window closed, between steps; the next run
+    /// picks up from what is live.
+    Interrupted {
+        plan: Plan,
+        after: String,
+        why: String,
+    },
 }
 
 impl Outcome {
@@ -238,16 +244,17 @@ async fn run_steps(
         }
     };
     for step in &plan.steps {
-        if runner.stopping() {
+        if let Some(why) = interruption(runner, client, step, Utc::now()) {
             let after = completed.last().map_or("start", Step::kind).to_owned();
             let mut e = event(runner, plan, "apply", EventKind::Manual);
             e.detail = Some(format!(
-                "interrupted by shutdown after {after}; the next run continues from what is live"
+                "interrupted: {why} after {after}; the next run continues from what is live"
             ));
             record::append(session.connection(), &e).await?;
             return Ok(Outcome::Interrupted {
                 plan: plan.clone(),
                 after,
+                why,
             });
         }
         notify(step, StepEvent::Started);
@@ -320,6 +327,30 @@ async fn run_steps(
         }
     }
     Ok(Outcome::Applied(plan.clone()))
+}
+
+/// Why `step` must not start now, if it must not: shutdown stops any step from starting;
+/// a maintenance window that closed mid-plan stops the next change (a running step, and
+/// the checks of a change already made, still finish). An urgent change has no window.
+fn interruption(
+    runner: &Runner,
+    client: &Client,
+    step: &Step,
+    now: chrono::DateTime<Utc>,
+) -> Option<String> {
+    if runner.stopping() {
+        return Some("shutdown".to_owned());
+    }
+    match client.config.schedule.state(now) {
+        WindowState::Closed { next_open } if step.changes() => Some(match next_open {
+            Some(at) => format!(
+                "the maintenance window closed (next opens {})",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ),
+            None => "the maintenance window closed".to_owned(),
+        }),
+        _ => None,
+    }
 }
 
 /// `Session::restore`, without losing the update records: the backup predates this run,

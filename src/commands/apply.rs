@@ -107,8 +107,12 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
                     .collect::<Vec<_>>()
                     .join("; ")
             )),
-            Ok(Outcome::Interrupted { plan, after }) => {
-                printer.out(format!("{}: interrupted after {after}", plan.client))
+            Ok(Outcome::Interrupted { plan, after, why }) => {
+                printer.out(format!(
+                    "{}: interrupted: {why} after {after}; the next run continues from what is live",
+                    plan.client
+                ));
+                exit = exit.worst(Exit::Changes);
             }
             Ok(Outcome::Failed {
                 plan,

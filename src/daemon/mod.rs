@@ -492,9 +492,9 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 ("Holding", reasons.join("; "), Exit::Changes)
             }
         }
-        Ok(Outcome::Interrupted { after, .. }) => (
+        Ok(Outcome::Interrupted { after, why, .. }) => (
             "Pending",
-            format!("interrupted by shutdown after {after}"),
+            format!("interrupted: {why} after {after}"),
             Exit::Changes,
         ),
         Ok(Outcome::Failed {

@@ -191,6 +191,21 @@ impl Step {
         }
     }
 
+    /// Whether the step changes something (the schema, Vercel, a backup on disk), as
+    /// opposed to checking what an earlier step changed. A closing maintenance window
+    /// stops a plan only before a change: a change is always followed by its checks.
+    pub fn changes(&self) -> bool {
+        !matches!(
+            self,
+            Step::Preflight
+                | Step::Verify { .. }
+                | Step::WaitReady
+                | Step::HealthCheck { .. }
+                | Step::Bake { .. }
+                | Step::Record
+        )
+    }
+
     /// Whether the step changes the database schema (so undo must consider it).
     pub fn touches_schema(&self) -> bool {
         matches!(
