@@ -35,6 +35,9 @@ pub enum ApplyError {
     Refused { client: String, message: String },
     #[error("client {client}: {message}")]
     Config { client: String, message: String },
+    /// A problem with fleet-wide settings, named by the file that holds them.
+    #[error("{file}: {message}")]
+    FleetConfig { file: String, message: String },
     #[error(transparent)]
     Record(#[from] record::RecordError),
 }

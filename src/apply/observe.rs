@@ -34,11 +34,16 @@ pub struct Prepared {
 /// The fleet's Vercel client (token from its secret ref).
 pub fn vercel_client(fleet: &Fleet) -> Result<VercelClient, ApplyError> {
     let spec = &fleet.manifest.spec.vercel;
-    let token = spec.token.resolve().map_err(|e| ApplyError::Config {
-        client: "fleet".to_owned(),
-        message: format!("spec.vercel.token: {e}"),
-    })?;
-    VercelClient::new(&spec.api_url, token, spec.team.clone()).map_err(ApplyError::vercel("fleet"))
+    let fleet_error = |message: String| ApplyError::FleetConfig {
+        file: fleet.file.display().to_string(),
+        message,
+    };
+    let token = spec
+        .token
+        .resolve()
+        .map_err(|e| fleet_error(format!("spec.vercel.token: {e}")))?;
+    VercelClient::new(&spec.api_url, token, spec.team.clone())
+        .map_err(|e| fleet_error(format!("spec.vercel: {e}")))
 }
 
 /// What lint says about a version, for the planner.
