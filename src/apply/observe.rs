@@ -173,6 +173,7 @@ pub async fn prepare(
     let cache_key = cache::key(&url, &client.config.database);
     let cached = cache.and_then(|c| c.get(name, cache_key));
     let live = cached.is_none();
+    // Only the daemon passes a cache; `apply`, `plan` and the look under the lock do not.
     let (schema, failure) = match cached {
         Some(seen) => seen,
         None => {
@@ -211,13 +212,13 @@ pub async fn prepare(
         &lint_summary(fleet),
         &ctx,
     );
+    // Remember only live looks that planned nothing; a reused look keeps its first time,
+    // so `--db-resync` bounds its age. Anything to do means looking live next time.
     if let Some(cache) = cache {
-        match remembered {
-            Some((schema, failure)) if plan.steps.is_empty() => {
-                cache.put(name, cache_key, schema, failure)
-            }
-            _ if !plan.steps.is_empty() => cache.forget(name),
-            _ => {}
+        if !plan.steps.is_empty() {
+            cache.forget(name);
+        } else if let Some((schema, failure)) = remembered {
+            cache.put(name, cache_key, schema, failure);
         }
     }
     Ok(Prepared {
