@@ -138,28 +138,47 @@ impl Session {
             to: Some(to.clone()),
             ..MigrateReport::default()
         };
-        // Consecutive transactional migrations go in one batch; a no-transaction one
-        // stands alone.
+        self.run_in_batches(&pending, Direction::Up, actor, &mut report)
+            .await?;
+        report.elapsed = started.elapsed();
+        Ok(report)
+    }
+
+    /// Run `migrations` in order, in `direction`: consecutive transactional ones in one
+    /// batch (one transaction), a no-transaction one alone; each version run goes into
+    /// `report`.
+    async fn run_in_batches(
+        &mut self,
+        migrations: &[&Migration],
+        direction: Direction,
+        actor: Actor<'_>,
+        report: &mut MigrateReport,
+    ) -> Result<(), PgError> {
         let mut batch: Vec<&Migration> = Vec::new();
-        for migration in pending {
-            if migration.no_transaction {
-                self.run_batch(&batch, Direction::Up, actor).await?;
+        for &migration in migrations {
+            let (script, alone) = match direction {
+                Direction::Up => (&migration.up, migration.no_transaction),
+                Direction::Down => {
+                    let down = migration.down.as_ref().unwrap_or(&migration.up);
+                    (down, has_no_transaction(down))
+                }
+            };
+            if alone {
+                self.run_batch(&batch, direction, actor).await?;
                 report
                     .versions
                     .extend(batch.drain(..).map(|m| m.version.clone()));
-                self.run_alone(migration, &migration.up, Direction::Up, actor)
-                    .await?;
+                self.run_alone(migration, script, direction, actor).await?;
                 report.versions.push(migration.version.clone());
             } else {
                 batch.push(migration);
             }
         }
-        self.run_batch(&batch, Direction::Up, actor).await?;
+        self.run_batch(&batch, direction, actor).await?;
         report
             .versions
             .extend(batch.iter().map(|m| m.version.clone()));
-        report.elapsed = started.elapsed();
-        Ok(report)
+        Ok(())
     }
 
     /// Run `.down.sql` files in reverse from the current version down to `to`, marking
@@ -200,25 +219,8 @@ impl Session {
             to: to.cloned(),
             ..MigrateReport::default()
         };
-        let mut batch: Vec<&Migration> = Vec::new();
-        for migration in undo {
-            let down = migration.down.as_ref().unwrap_or(&migration.up);
-            if has_no_transaction(down) {
-                self.run_batch(&batch, Direction::Down, actor).await?;
-                report
-                    .versions
-                    .extend(batch.drain(..).map(|m| m.version.clone()));
-                self.run_alone(migration, down, Direction::Down, actor)
-                    .await?;
-                report.versions.push(migration.version.clone());
-            } else {
-                batch.push(migration);
-            }
-        }
-        self.run_batch(&batch, Direction::Down, actor).await?;
-        report
-            .versions
-            .extend(batch.iter().map(|m| m.version.clone()));
+        self.run_in_batches(&undo, Direction::Down, actor, &mut report)
+            .await?;
         report.elapsed = started.elapsed();
         Ok(report)
     }
