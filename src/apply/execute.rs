@@ -141,16 +141,18 @@ pub async fn execute(
         Some(shared) => shared.clone(),
         None => observe::vercel_client(fleet)?,
     };
-    let first = observe::prepare(
-        fleet,
-        client,
-        &vercel_client,
-        runner.mode,
-        runner.wave_blocked.clone(),
-        runner.revision.clone(),
-        runner.schema_cache.as_deref(),
-    )
-    .await?;
+    let look = |cache| {
+        observe::prepare(
+            fleet,
+            client,
+            &vercel_client,
+            runner.mode,
+            runner.wave_blocked.clone(),
+            runner.revision.clone(),
+            cache,
+        )
+    };
+    let first = look(runner.schema_cache.as_deref()).await?;
     if first.plan.steps.is_empty() {
         return Ok(Outcome::Converged(first.plan));
     }
@@ -173,16 +175,7 @@ pub async fn execute(
         false,
     )
     .await?;
-    let prepared = observe::prepare(
-        fleet,
-        client,
-        &vercel_client,
-        runner.mode,
-        runner.wave_blocked.clone(),
-        runner.revision.clone(),
-        None,
-    )
-    .await?;
+    let prepared = look(None).await?;
     if let Some(expected) = expected_hash
         && expected != prepared.plan.hash
     {
