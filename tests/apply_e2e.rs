@@ -4,7 +4,7 @@
 mod common;
 
 use common::fleet::{SHA1, SHA2, STRIPE, World};
-use common::{stderr, stdout};
+use common::{assert_exit, stderr, stdout};
 use sqlx::Row;
 
 async fn schema_version(world: &World) -> Option<String> {
@@ -47,13 +47,7 @@ async fn converge_fresh(world: &World) {
     assert_eq!(adopt.status.code(), Some(0), "{}", stderr(&adopt));
     let out = world.steward(&["apply", "shop", "--yes"]);
     world.assert_no_secret(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,13 +137,7 @@ async fn schema_env_and_code_change_together_in_the_guarded_order() {
 
     let out = world.steward(&["apply", "shop", "--yes", "--plan-hash", &hash]);
     world.assert_no_secret(&out);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert_eq!(
         schema_version(&world).await.as_deref(),
         Some("2025_01_13_001")
@@ -562,13 +550,7 @@ async fn an_irreversible_downgrade_under_policy_restore_restores_the_backup_and_
     );
     let down = world.steward(&["apply", "shop", "--yes"]);
     world.assert_no_secret(&down);
-    assert_eq!(
-        down.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&down),
-        stderr(&down)
-    );
+    assert_exit(&down, 0);
     assert_eq!(
         schema_version(&world).await.as_deref(),
         Some("2024_11_18_001")

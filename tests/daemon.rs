@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::fleet::{SHA1, World};
-use common::{stderr, stdout};
+use common::{assert_exit, stderr, stdout};
 use sqlx::Row;
 
 fn run_command(world: &World, args: &[&str]) -> Command {
@@ -32,13 +32,7 @@ async fn one_pass_converges_the_fleet_and_a_second_finds_nothing_to_do() {
     assert_eq!(world.steward(&["adopt", "shop"]).status.code(), Some(0));
     let first = world.steward(&["run", "--once"]);
     world.assert_no_secret(&first);
-    assert_eq!(
-        first.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&first),
-        stderr(&first)
-    );
+    assert_exit(&first, 0);
     assert!(stdout(&first).contains("Converged"), "{}", stdout(&first));
     assert!(
         stderr(&first).contains("✓ promote"),

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fleet::{STRIPE, World};
-use common::{stderr, stdout};
+use common::{assert_exit, stderr, stdout};
 use serde_json::{Value, json};
 use steward::emulator::github::{Faults, GithubEmulatorConfig, LoggedRequest, RunningEmulator};
 use steward::github::{GithubAuth, GithubClient, GithubError, Repo, StickyOutcome};
@@ -242,13 +242,7 @@ async fn a_blocked_plan_sets_a_failure_status_and_a_clean_plan_sets_success() {
         &[("GITHUB_TOKEN", TOKEN)],
         None,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert!(stdout(&out).contains("failure"), "{}", stdout(&out));
     let statuses = emulator.statuses(REPO, SHA);
     assert_eq!(statuses.len(), 1, "{statuses:#?}");
@@ -276,13 +270,7 @@ async fn a_blocked_plan_sets_a_failure_status_and_a_clean_plan_sets_success() {
         &[("GITHUB_TOKEN", TOKEN)],
         None,
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let statuses = emulator.statuses(REPO, SHA);
     assert_eq!(
         statuses.last().map(|s| s.state.as_str()),
@@ -321,13 +309,7 @@ async fn a_secret_in_the_environment_reaches_no_comment_body_or_status_descripti
         ],
         Some(&plan),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     world.assert_no_secret(&out);
     let printed = format!("{}{}", stdout(&out), stderr(&out));
     assert!(!printed.contains(TOKEN), "the GitHub token was printed");
@@ -442,13 +424,7 @@ async fn the_binary_comments_as_a_github_app_from_its_environment() {
             "steward plan: 1 client: 0 converged, 1 with changes",
         )),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let comments = emulator.comments(REPO, 4);
     assert_eq!(comments.len(), 1);
     assert_eq!(comments[0].user.login, "steward[bot]");
@@ -766,13 +742,7 @@ async fn a_plan_too_long_for_a_comment_is_cut_with_a_note_saying_where_the_full_
         &[("GITHUB_TOKEN", TOKEN)],
         Some(&plan),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     let comments = emulator.comments(REPO, 6);
     assert_eq!(comments.len(), 1);
     let body = &comments[0].body;
@@ -881,13 +851,7 @@ async fn the_emulate_github_command_serves_admin_endpoints_for_seeding_faults_an
         .expect("comments json");
     drop(child);
 
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert_eq!(resolved.expect("tag"), SHA);
     assert_eq!(log.first().map(|r| r.status), Some(429), "{log:#?}");
     assert!(

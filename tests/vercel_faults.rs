@@ -5,7 +5,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::fleet::{SHA1, SHA2, World};
-use common::{stderr, stdout};
+use common::{assert_exit, stdout};
 use steward::secret::Secret;
 use steward::vercel::{self, VercelClient, VercelError};
 
@@ -55,13 +55,7 @@ async fn a_500_on_promote_is_retried_and_when_it_persists_production_is_unchange
     });
     world.write_client(SHA2, "2024_11_18_001", "info", "");
     let out = world.steward(&["apply", "shop", "--yes"]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 0);
     assert_eq!(world.production_sha().as_deref(), Some(SHA2));
     // A persistent 500: a clear error, and production stays where it was.
     world.emulator.update_faults(|f| {
@@ -164,13 +158,7 @@ async fn env_writes_are_all_or_nothing() {
         .with_state(|s| (s.faults.env_write_errors, s.faults.env_writes_before_error));
     assert_eq!(faults, (1, 1));
     let out = world.steward(&["apply", "shop", "--yes"]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}\n{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_exit(&out, 1);
     assert!(
         stdout(&out).contains("FAILED at set_env"),
         "{}",

@@ -334,15 +334,18 @@ fn interruption(
     if runner.stopping() {
         return Some("shutdown".to_owned());
     }
+    if !step.changes() {
+        return None;
+    }
     match client.config.schedule.state(now) {
-        WindowState::Closed { next_open } if step.changes() => Some(match next_open {
+        WindowState::Closed { next_open } => Some(match next_open {
             Some(at) => format!(
                 "the maintenance window closed (next opens {})",
                 at.format("%Y-%m-%d %H:%M UTC")
             ),
             None => "the maintenance window closed".to_owned(),
         }),
-        _ => None,
+        WindowState::Open => None,
     }
 }
 

@@ -181,7 +181,6 @@ pub async fn prepare(
             postgres::observe(name, &url, &client.config.database).await?
         }
     };
-    let remembered = (live && cache.is_some()).then(|| (schema.clone(), failure.clone()));
     let observation = vercel::observe(vercel, &client.config.code.project)
         .await
         .map_err(ApplyError::vercel(name))?;
@@ -217,8 +216,8 @@ pub async fn prepare(
     if let Some(cache) = cache {
         if !plan.steps.is_empty() {
             cache.forget(name);
-        } else if let Some((schema, failure)) = remembered {
-            cache.put(name, cache_key, schema, failure);
+        } else if live {
+            cache.put(name, cache_key, schema, observed.failure.clone());
         }
     }
     Ok(Prepared {

@@ -157,6 +157,18 @@ pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
+/// Fail the test, showing both streams, unless the process exited with `code`.
+#[track_caller]
+pub fn assert_exit(output: &Output, code: i32) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{}\n{}",
+        stdout(output),
+        stderr(output)
+    );
+}
+
 /// A connection to the server's maintenance database.
 pub async fn admin() -> PgConnection {
     PgConnection::connect(&server_url())
