@@ -4,70 +4,11 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
+use common::schema_fleet::{SchemaFleet as Fleet, table_exists, versions};
 use common::{TestDb, stderr, stdout};
-use sqlx::Row;
-
-/// A one-client fleet (`shop`) whose database is `db`, with migrations in `migrations/`.
-struct Fleet {
-    dir: tempfile::TempDir,
-    url: String,
-}
-
-impl Fleet {
-    fn new(db: &TestDb, migrations: &[(&str, &str)], schema_version: &str) -> Fleet {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let root = dir.path();
-        fs::create_dir_all(root.join("clients")).expect("mkdir");
-        fs::create_dir_all(root.join("migrations")).expect("mkdir");
-        for (name, sql) in migrations {
-            fs::write(root.join("migrations").join(name), sql).expect("write");
-        }
-        fs::write(
-            root.join("fleet.yaml"),
-            "apiVersion: steward/v1\nkind: Fleet\nspec:\n  migrations: migrations\n  backups: {dir: backups}\n  vercel: {token: {env: STEWARD_TEST_VERCEL_TOKEN}}\n",
-        )
-        .expect("write");
-        let fleet = Fleet {
-            dir,
-            url: db.url.clone(),
-        };
-        fleet.set_version(schema_version);
-        fleet
-    }
-
-    fn set_version(&self, schema_version: &str) {
-        fs::write(
-            self.dir.path().join("clients/shop.yaml"),
-            format!(
-                "apiVersion: steward/v1\nkind: Client\nmetadata: {{name: shop}}\nspec:\n  code: {{project: shop-web, version: v1.0.0}}\n  database:\n    url: {{env: SHOP_DATABASE_URL}}\n    schemaVersion: {schema_version}\n  policy: {{destructive: allow}}\n"
-            ),
-        )
-        .expect("write");
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_steward"));
-        command
-            .args(args)
-            .arg("--fleet")
-            .arg(self.path())
-            .env("SHOP_DATABASE_URL", &self.url)
-            .env("NO_COLOR", "1");
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("run steward")
-    }
-}
 
 const ACCOUNTS: (&str, &str) = (
     "2024_01_01_001_accounts.up.sql",
@@ -94,33 +35,6 @@ fn five_with_a_syntax_error_in_the_third() -> Vec<(&'static str, &'static str)> 
             "create table last (id int);\n",
         ),
     ]
-}
-
-async fn versions(db: &TestDb) -> Vec<(String, String)> {
-    let mut conn = db.connect().await;
-    let exists: bool = sqlx::query_scalar("select to_regclass('system_versions') is not null")
-        .fetch_one(&mut conn)
-        .await
-        .expect("q");
-    if !exists {
-        return Vec::new();
-    }
-    sqlx::query("select version, status from system_versions order by applied_at")
-        .fetch_all(&mut conn)
-        .await
-        .expect("q")
-        .into_iter()
-        .map(|r| (r.get("version"), r.get("status")))
-        .collect()
-}
-
-async fn table_exists(db: &TestDb, table: &str) -> bool {
-    let mut conn = db.connect().await;
-    sqlx::query_scalar("select to_regclass($1) is not null")
-        .bind(table)
-        .fetch_one(&mut conn)
-        .await
-        .expect("q")
 }
 
 #[tokio::test]

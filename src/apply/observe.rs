@@ -66,8 +66,18 @@ pub fn lint_summary(fleet: &Fleet) -> impl Fn(&Version) -> LintSummary + '_ {
                 .collect(),
             warnings: up
                 .iter()
-                .filter(|f| !f.is_destructive())
+                .filter(|f| !f.is_destructive() && f.kind != lint::FindingKind::Error)
                 .map(ToString::to_string)
+                .collect(),
+            transaction_control_up: lint::transaction_control(&m.up)
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            transaction_control_down: m
+                .down
+                .iter()
+                .flat_map(lint::transaction_control)
+                .map(|f| f.to_string())
                 .collect(),
         }
     }

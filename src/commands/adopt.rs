@@ -1,5 +1,6 @@
 //! `steward adopt CLIENT [--baseline VERSION]`: mark a database as this client's and,
-//! for databases migrated by hand, record versions up to VERSION as applied.
+//! for databases migrated by hand, record versions up to VERSION as applied once the
+//! database shows it (`postgres::baseline`), saying how many before it does.
 
 use std::time::Duration;
 
@@ -10,15 +11,27 @@ use crate::cli::AdoptArgs;
 use crate::exit::{Exit, Refused};
 use crate::migrations::Version;
 use crate::output::Printer;
-use crate::postgres::{self, Session, Status};
+use crate::postgres::{self, Session};
 
 pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
     let name = &client.config.name;
     let url = database_url(&client)?;
+    let baseline: Option<Version> = args.baseline.as_deref().map(str::parse).transpose()?;
     let mut session = Session::open(name, &url, None, Duration::from_secs(30), true)
         .await
         .map_err(pg)?;
+    // Judge the baseline before writing anything, the identity included: a refused adopt
+    // leaves the database as it found it.
+    let checked = match &baseline {
+        Some(baseline) => Some(
+            session
+                .check_baseline(&fleet.catalog, baseline)
+                .await
+                .map_err(pg)?,
+        ),
+        None => None,
+    };
     let identity = postgres::adopt(session.connection(), name, &actor())
         .await
         .map_err(pg)?;
@@ -34,53 +47,23 @@ pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
         "{name}: database adopted, identity {}",
         identity.id
     ));
-    if let Some(baseline) = &args.baseline {
-        let baseline: Version = baseline.parse()?;
-        if !fleet.catalog.contains(&baseline) {
-            bail!(
-                "client {name}: baseline {baseline} is not in the migrations folder {}",
-                fleet.catalog.dir.display()
-            );
-        }
-        let rows = session.latest_rows().await.map_err(pg)?;
-        // Agree with what the guide's process recorded, or refuse.
-        for row in &rows {
-            let below = row.version <= baseline;
-            if below && row.status != Status::Applied.as_str() {
-                bail!(Refused(format!(
-                    "client {name}: system_versions says {} is `{}`, but --baseline {baseline} would record it as applied",
-                    row.version, row.status
-                )));
-            }
-            if !below && row.status == Status::Applied.as_str() {
-                bail!(Refused(format!(
-                    "client {name}: system_versions says {} is applied, which is above --baseline {baseline}",
-                    row.version
-                )));
-            }
-        }
+    if let Some(checked) = checked {
+        printer.out(format!("{name}: {checked}"));
         let revision = fleet_revision(&fleet);
         let who = actor();
         let act = postgres::Actor {
             name: &who,
             revision: revision.as_deref(),
         };
-        let mut recorded = 0;
-        for m in fleet
-            .catalog
-            .migrations
-            .iter()
-            .filter(|m| m.version <= baseline)
-        {
-            let has_checksum = rows
-                .iter()
-                .any(|r| r.version == m.version && r.checksum.is_some());
-            if !has_checksum {
-                session.record_baseline(m, act).await.map_err(pg)?;
-                recorded += 1;
-            }
-        }
-        printer.out(format!("{name}: baseline {baseline}: {recorded} version(s) recorded as applied, existing rows kept"));
+        session
+            .record_baseline(&fleet.catalog, &checked, act)
+            .await
+            .map_err(pg)?;
+        printer.out(format!(
+            "{name}: baseline {}: {} version(s) recorded as applied",
+            checked.version,
+            checked.record.len()
+        ));
     }
     session.close().await;
     Ok(Exit::Success)

@@ -5,10 +5,10 @@ use anyhow::{Result, bail};
 use super::support::{actor, database_url, fleet_revision, load_client, pg};
 use crate::cli::MigrateArgs;
 use crate::exit::{Exit, Refused};
-use crate::manifest::DestructivePolicy;
-use crate::migrations::{Version, lint};
+use crate::manifest::{Client, DestructivePolicy};
+use crate::migrations::{Version, lint, summarize};
 use crate::output::Printer;
-use crate::postgres::{self, Actor, Session};
+use crate::postgres::{self, Actor, Direction, RunPath, Session, path};
 
 pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
@@ -26,43 +26,15 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     let url = database_url(&client)?;
 
     if args.dry_run {
-        // Read-only: observe, then print what would run. Touches nothing.
+        // Read-only: observe, then judge the same rows with the same functions as the real
+        // run, so a refusal here is the refusal there. Touches nothing.
         let (state, _) = postgres::observe(&name, &url, &client.config.database)
             .await
             .map_err(pg)?;
-        let current = state.current.clone();
-        let mut out = String::new();
-        if current.as_ref() == Some(&target) {
-            out.push_str(&format!("{name}: up to date at {target}; nothing to run\n"));
-        } else if current.as_ref().is_none_or(|c| c < &target) {
-            let pending = fleet.catalog.between(current.as_ref(), &target);
-            out.push_str(&format!(
-                "{name}: {} migration(s) would run, {} → {target}\n",
-                pending.len(),
-                current.map_or("(none)".to_owned(), |v| v.to_string())
-            ));
-            for m in pending {
-                out.push_str(&format!(
-                    "\n-- {}{}\n{}\n",
-                    m.up.path.display(),
-                    if m.no_transaction {
-                        " (no-transaction)"
-                    } else {
-                        ""
-                    },
-                    m.up.sql.trim_end()
-                ));
-                for finding in lint::lint(m) {
-                    out.push_str(&format!("-- lint: {finding}\n"));
-                }
-            }
-        } else {
-            out.push_str(&format!(
-                "{name}: would roll back from {} to {target}\n",
-                current.map_or("(none)".to_owned(), |v| v.to_string())
-            ));
-        }
-        printer.out(out);
+        postgres::require_identity(&name, &state.identity).map_err(pg)?;
+        let path = path::towards(&name, &fleet.catalog, &state.rows, &target).map_err(pg)?;
+        refuse_destructive(&client, &path)?;
+        printer.out(dry_run(&name, &path, &target));
         return Ok(Exit::Success);
     }
 
@@ -75,7 +47,6 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     )
     .await
     .map_err(pg)?;
-    let current = session.current_version().await.map_err(pg)?;
     let who = actor();
     let revision = fleet_revision(&fleet);
     let act = Actor {
@@ -103,44 +74,11 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         return Ok(Exit::Success);
     }
 
-    let upgrade = current.as_ref().is_none_or(|c| c < &target);
-    if client.config.policy.destructive == DestructivePolicy::Deny {
-        // Up: what the new migrations do. Down: what undoing them loses.
-        let findings: Vec<String> = if upgrade {
-            fleet
-                .catalog
-                .between(current.as_ref(), &target)
-                .into_iter()
-                .flat_map(lint::lint)
-                .collect::<Vec<_>>()
-        } else {
-            fleet
-                .catalog
-                .migrations
-                .iter()
-                .filter(|m| m.version > target && current.as_ref().is_some_and(|c| &m.version <= c))
-                .flat_map(lint::lint_down)
-                .collect()
-        }
-        .into_iter()
-        .filter(|f| f.is_destructive())
-        .map(|f| f.to_string())
-        .collect();
-        if !findings.is_empty() {
-            session.close().await;
-            bail!(Refused(format!(
-                "client {name}: destructive statements under policy.destructive: deny:\n  {}\nset policy.destructive: allow to run them",
-                findings.join("\n  ")
-            )));
-        }
-    }
-    let report = if upgrade {
-        session.migrate_up(&fleet.catalog, &target, act).await
-    } else {
-        session
-            .migrate_down(&fleet.catalog, Some(&target), act)
-            .await
-    };
+    // An early return drops the session, which releases the lock.
+    let rows = session.latest_rows().await.map_err(pg)?;
+    let path = path::towards(&name, &fleet.catalog, &rows, &target).map_err(pg)?;
+    refuse_destructive(&client, &path)?;
+    let report = session.run(&path, act).await;
     session.close().await;
     let report = report.map_err(pg)?;
     if report.versions.is_empty() {
@@ -148,7 +86,10 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     } else {
         printer.out(format!(
             "{name}: {} {} migration(s) in {} ms: {}; schema now {target}",
-            if upgrade { "applied" } else { "rolled back" },
+            match path.direction {
+                Direction::Up => "applied",
+                Direction::Down => "rolled back",
+            },
             report.versions.len(),
             report.elapsed.as_millis(),
             summarize(&report.versions)
@@ -157,45 +98,70 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     Ok(Exit::Success)
 }
 
-/// The versions a run touched, shortened when there are many: a first run on a new
-/// database can apply hundreds, and one line per terminal is enough to say which.
-fn summarize(versions: &[Version]) -> String {
-    const SHOWN: usize = 8;
-    let names: Vec<String> = versions.iter().map(ToString::to_string).collect();
-    if names.len() <= SHOWN {
-        return names.join(", ");
+/// Under `policy.destructive: deny`, refuse a run with destructive SQL: going up, what
+/// the new migrations do; going down, what undoing them loses.
+fn refuse_destructive(client: &Client, path: &RunPath<'_>) -> Result<()> {
+    if client.config.policy.destructive != DestructivePolicy::Deny {
+        return Ok(());
     }
-    format!(
-        "{}, … {} more …, {}",
-        names[..3].join(", "),
-        names.len() - 5,
-        names[names.len() - 2..].join(", ")
-    )
+    let findings: Vec<String> = path
+        .migrations
+        .iter()
+        .flat_map(|m| match path.direction {
+            Direction::Up => lint::lint(m),
+            Direction::Down => lint::lint_down(m),
+        })
+        .filter(lint::Finding::is_destructive)
+        .map(|f| f.to_string())
+        .collect();
+    if findings.is_empty() {
+        return Ok(());
+    }
+    bail!(Refused(format!(
+        "client {}: destructive statements under policy.destructive: deny:\n  {}\nset policy.destructive: allow to run them",
+        client.config.name,
+        findings.join("\n  ")
+    )))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn versions(n: usize) -> Vec<Version> {
-        (0..n)
-            .map(|i| format!("2024_01_01_{i:03}").parse().expect("version"))
-            .collect()
+/// What a dry run prints: each script that would run, with its lint findings.
+fn dry_run(name: &str, path: &RunPath<'_>, target: &Version) -> String {
+    let from = path
+        .from
+        .as_ref()
+        .map_or("(none)".to_owned(), ToString::to_string);
+    if path.migrations.is_empty() {
+        return format!("{name}: up to date at {target}; nothing to run\n");
     }
-
-    #[test]
-    fn a_few_versions_are_all_listed() {
-        assert_eq!(
-            summarize(&versions(3)),
-            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002"
-        );
+    let mut out = match path.direction {
+        Direction::Up => format!(
+            "{name}: {} migration(s) would run, {from} → {target}\n",
+            path.migrations.len()
+        ),
+        Direction::Down => format!(
+            "{name}: {} migration(s) would roll back, {from} → {target}\n",
+            path.migrations.len()
+        ),
+    };
+    for m in &path.migrations {
+        let script = path.direction.script(m);
+        let alone = if path.direction.transactional(m) {
+            ""
+        } else {
+            " (no-transaction)"
+        };
+        out.push_str(&format!(
+            "\n-- {}{alone}\n{}\n",
+            script.path.display(),
+            script.sql.trim_end()
+        ));
+        let findings = match path.direction {
+            Direction::Up => lint::lint(m),
+            Direction::Down => lint::lint_down(m),
+        };
+        for finding in findings {
+            out.push_str(&format!("-- lint: {finding}\n"));
+        }
     }
-
-    #[test]
-    fn many_versions_are_shortened_to_the_first_three_and_the_last_two() {
-        assert_eq!(
-            summarize(&versions(300)),
-            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002, … 295 more …, 2024_01_01_298, 2024_01_01_299"
-        );
-    }
+    out
 }

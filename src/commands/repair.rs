@@ -1,9 +1,10 @@
 //! `steward repair CLIENT --version V --mark applied|rolled-back`: the explicit way out
-//! after a crash left an `in_progress` or `failed` row, recorded with who did it.
+//! after a crash left an `in_progress` or `failed` row, recorded with who did it. Any
+//! other row, and an edited migration marked applied, is refused (`postgres::repair`).
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 
 use super::support::{actor, database_url, fleet_revision, load_client, pg};
 use crate::apply::record::{self, Event, EventKind};
@@ -17,9 +18,6 @@ pub async fn run(args: RepairArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
     let name = &client.config.name;
     let version: Version = args.version.parse()?;
-    let Some(migration) = fleet.catalog.get(&version) else {
-        bail!("client {name}: version {version} is not in the migrations folder");
-    };
     let url = database_url(&client)?;
     let mut session = Session::open(
         name,
@@ -30,10 +28,6 @@ pub async fn run(args: RepairArgs, printer: &Printer) -> Result<Exit> {
     )
     .await
     .map_err(pg)?;
-    let rows = session.latest_rows().await.map_err(pg)?;
-    let Some(row) = rows.iter().find(|r| r.version == version) else {
-        bail!("client {name}: system_versions has no row for {version}; nothing to repair");
-    };
     let status = match args.mark {
         RepairMark::Applied => Status::Applied,
         RepairMark::RolledBack => Status::RolledBack,
@@ -44,24 +38,19 @@ pub async fn run(args: RepairArgs, printer: &Printer) -> Result<Exit> {
         name: &who,
         revision: revision.as_deref(),
     };
-    if status == Status::Applied {
-        session.record_baseline(migration, act).await.map_err(pg)?;
-    } else {
-        session
-            .mark(&version, status, Some(&migration.name), act)
-            .await
-            .map_err(pg)?;
-    }
+    let was = session
+        .repair(&fleet.catalog, &version, status, act)
+        .await
+        .map_err(pg)?;
     record::ensure_table(session.connection()).await?;
     let mut event = Event::new(name, "repair", EventKind::Manual, &who);
     event.versions = vec![version.to_string()];
-    event.detail = Some(format!("{} → {}", row.status, status.as_str()));
+    event.detail = Some(format!("{was} → {}", status.as_str()));
     event.fleet_revision = revision.clone();
     record::append(session.connection(), &event).await?;
     session.close().await;
     printer.out(format!(
-        "{name}: {version} was `{}`, now recorded `{}` by {who}",
-        row.status,
+        "{name}: {version} was `{was}`, now recorded `{}` by {who}",
         status.as_str()
     ));
     Ok(Exit::Success)

@@ -6,8 +6,10 @@
 //! read is reported as `unknown` — never assumed safe — so a person looks at it.
 //!
 //! Each file is split into statements first (see `split`), so every finding carries the
-//! line its statement starts on. `.up.sql` files are what lint gates: a `.down.sql` undoes
-//! by design (dropping what the up created), and a downgrade is judged by the planner.
+//! line its statement starts on. `.up.sql` files are what lint gates for destructive SQL:
+//! a `.down.sql` undoes by design (dropping what the up created), and a downgrade is
+//! judged by the planner. Transaction control is an error in either file, because steward
+//! runs both inside its own transaction.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -18,12 +20,15 @@ use sqlparser::ast::{
 };
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Token, Tokenizer};
 
-use super::catalog::{Catalog, Migration, Script};
+use super::catalog::{Catalog, Migration, Script, has_no_transaction_directive};
 use super::split::split;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum FindingKind {
+    /// Cannot run correctly as written: refused before anything runs, whatever the policy.
+    Error,
     /// Loses data or weakens security; blocked under `policy.destructive: deny`.
     Destructive,
     /// Takes a lock that blocks the app, or cannot run as written.
@@ -50,6 +55,7 @@ impl Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match self.kind {
+            FindingKind::Error => "error",
             FindingKind::Destructive => "destructive",
             FindingKind::Hazard => "hazard",
             FindingKind::Unknown => "unknown",
@@ -79,16 +85,92 @@ pub fn lint_down(migration: &Migration) -> Vec<Finding> {
         .unwrap_or_default()
 }
 
-/// Every `.up.sql` in a catalog.
+/// Every `.up.sql` in a catalog, and the transaction control of every `.down.sql`.
 pub fn lint_catalog(catalog: &Catalog) -> Vec<Finding> {
-    catalog.migrations.iter().flat_map(lint).collect()
+    catalog
+        .migrations
+        .iter()
+        .flat_map(|m| {
+            let down = m.down.as_ref().map(transaction_control).unwrap_or_default();
+            lint(m).into_iter().chain(down)
+        })
+        .collect()
+}
+
+/// The transaction-control statements (`BEGIN`, `COMMIT`, `SAVEPOINT`, ...) of a script
+/// steward runs inside its own transaction, that is one without the `no-transaction`
+/// directive: each would end or split that transaction, so part of a run could commit
+/// and the rest not. Empty for a no-transaction script, whose author controls its
+/// transactions. Statements inside function bodies, `DO` blocks and strings are not
+/// statements of the script, and are never reported.
+pub fn transaction_control(script: &Script) -> Vec<Finding> {
+    if has_no_transaction_directive(&script.sql) {
+        return Vec::new();
+    }
+    split(&script.sql)
+        .iter()
+        .filter_map(|statement| {
+            let command = transaction_command(&statement.sql)?;
+            Some(Finding {
+                file: script.path.clone(),
+                line: statement.line,
+                kind: FindingKind::Error,
+                rule: "transaction-control",
+                message: format!(
+                    "{command} controls the transaction steward runs this migration in: what ran before it would stay committed if a later statement failed; remove it (steward already runs each migration in a transaction), or add `-- steward: no-transaction` on the first line to manage transactions yourself"
+                ),
+            })
+        })
+        .collect()
+}
+
+/// The transaction command a statement is, named as written in the docs (`ROLLBACK TO`),
+/// from its leading keywords.
+fn transaction_command(sql: &str) -> Option<&'static str> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, sql).tokenize().ok()?;
+    let words: Vec<String> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .take(4)
+        .map_while(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    Some(match words.as_slice() {
+        ["BEGIN", "ATOMIC", ..] => return None,
+        ["BEGIN", ..] => "BEGIN",
+        ["START", "TRANSACTION", ..] => "START TRANSACTION",
+        ["COMMIT", "PREPARED", ..] => "COMMIT PREPARED",
+        ["COMMIT", ..] => "COMMIT",
+        ["END", ..] => "END",
+        ["ROLLBACK", "PREPARED", ..] => "ROLLBACK PREPARED",
+        ["ROLLBACK", "TO", ..] => "ROLLBACK TO",
+        ["ROLLBACK", ..] => "ROLLBACK",
+        ["ABORT", ..] => "ABORT",
+        ["SAVEPOINT", ..] => "SAVEPOINT",
+        ["RELEASE", ..] => "RELEASE",
+        ["PREPARE", "TRANSACTION", ..] => "PREPARE TRANSACTION",
+        ["SET", "TRANSACTION", ..] => "SET TRANSACTION",
+        ["SET", "SESSION", "CHARACTERISTICS", ..] => "SET SESSION CHARACTERISTICS",
+        _ => return None,
+    })
 }
 
 fn lint_script(script: &Script, no_transaction: bool) -> Vec<Finding> {
-    let mut out = Vec::new();
+    let mut out = if no_transaction {
+        Vec::new()
+    } else {
+        transaction_control(script)
+    };
     // Tables created earlier in the same file are new: indexing them locks nobody.
     let mut created: BTreeSet<String> = BTreeSet::new();
     for statement in split(&script.sql) {
+        // Already reported as an error; the parser knows some of these forms, not all.
+        if !no_transaction && transaction_command(&statement.sql).is_some() {
+            continue;
+        }
         let mut find = |kind, rule, message: String| {
             out.push(Finding {
                 file: script.path.clone(),
@@ -113,6 +195,7 @@ fn lint_script(script: &Script, no_transaction: bool) -> Vec<Finding> {
             check(&stmt, &mut created, no_transaction, &mut find);
         }
     }
+    out.sort_by_key(|f| f.line);
     out
 }
 
@@ -329,6 +412,91 @@ mod tests {
     #[case("alter table invoices add column due_at timestamptz;")]
     fn safe_variants_are_not_flagged(#[case] sql: &str) {
         assert!(run(sql).is_empty(), "{:?}", run(sql));
+    }
+
+    #[rstest]
+    #[case("begin;", "BEGIN")]
+    #[case("BEGIN WORK;", "BEGIN")]
+    #[case("start transaction isolation level serializable;", "START TRANSACTION")]
+    #[case("commit;", "COMMIT")]
+    #[case("commit and chain;", "COMMIT")]
+    #[case("end transaction;", "END")]
+    #[case("rollback;", "ROLLBACK")]
+    #[case("abort;", "ABORT")]
+    #[case("savepoint before_backfill;", "SAVEPOINT")]
+    #[case("release savepoint before_backfill;", "RELEASE")]
+    #[case("rollback to savepoint before_backfill;", "ROLLBACK TO")]
+    #[case("prepare transaction 'm1';", "PREPARE TRANSACTION")]
+    #[case("commit prepared 'm1';", "COMMIT PREPARED")]
+    #[case("rollback prepared 'm1';", "ROLLBACK PREPARED")]
+    #[case("set transaction isolation level serializable;", "SET TRANSACTION")]
+    #[case(
+        "set session characteristics as transaction read only;",
+        "SET SESSION CHARACTERISTICS"
+    )]
+    fn transaction_control_in_a_transactional_migration_is_an_error(
+        #[case] sql: &str,
+        #[case] command: &str,
+    ) {
+        let findings = run(&format!("create table t (a int);\n-- why\n{sql}\n"));
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        let finding = &findings[0];
+        assert_eq!(
+            (finding.kind, finding.rule, finding.line),
+            (FindingKind::Error, "transaction-control", 3)
+        );
+        assert!(finding.message.starts_with(command), "{}", finding.message);
+    }
+
+    #[rstest]
+    #[case::plpgsql_body(
+        "create function f() returns void as $$ begin perform 1; commit; end $$ language plpgsql;"
+    )]
+    #[case::do_block("do $body$ begin rollback; end $body$;")]
+    #[case::quoted_body("do 'begin commit; end';")]
+    #[case::sql_standard_body(
+        "create procedure p() language sql\nbegin atomic\n  insert into t values (1);\nend;"
+    )]
+    #[case::string("insert into notes values ('commit;');")]
+    #[case::comment("-- commit;\n/* rollback; */ select 1;")]
+    #[case::prepared_statement("prepare ins (int) as insert into t values ($1);")]
+    #[case::other_settings("set local lock_timeout = '5s';")]
+    fn transaction_words_that_are_not_statements_are_not_flagged(#[case] sql: &str) {
+        let errors: Vec<Finding> = run(sql)
+            .into_iter()
+            .filter(|f| f.kind == FindingKind::Error)
+            .collect();
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+
+    #[test]
+    fn a_no_transaction_migration_may_control_its_own_transactions() {
+        let script = Script {
+            path: PathBuf::from("m.up.sql"),
+            sql: "-- steward: no-transaction\nbegin;\nselect 1;\ncommit;\n".to_owned(),
+            checksum: String::new(),
+        };
+        assert!(transaction_control(&script).is_empty());
+        assert!(lint_script(&script, true).is_empty());
+    }
+
+    #[test]
+    fn a_down_file_with_commit_is_an_error_of_the_catalog() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("2024_01_01_001_a.up.sql"), "select 1;").expect("write");
+        std::fs::write(
+            dir.path().join("2024_01_01_001_a.down.sql"),
+            "select 1;\ncommit;\n",
+        )
+        .expect("write");
+        let catalog = Catalog::load(dir.path()).expect("catalog");
+        let findings = lint_catalog(&catalog);
+        assert_eq!(findings.len(), 1, "{findings:#?}");
+        assert!(findings[0].file.ends_with("2024_01_01_001_a.down.sql"));
+        assert_eq!(
+            (findings[0].kind, findings[0].line),
+            (FindingKind::Error, 2)
+        );
     }
 
     #[test]

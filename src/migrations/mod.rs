@@ -7,4 +7,4 @@ pub mod split;
 mod version;
 
 pub use catalog::{Catalog, CatalogError, Migration, Script, has_no_transaction_directive};
-pub use version::{Version, VersionError};
+pub use version::{Version, VersionError, summarize};

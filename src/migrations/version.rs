@@ -61,9 +61,47 @@ impl fmt::Display for Version {
     }
 }
 
+/// Versions as one line, shortened when there are many: a first run on a new database
+/// can touch hundreds, and one line is enough to say which.
+pub fn summarize(versions: &[Version]) -> String {
+    const SHOWN: usize = 8;
+    let names: Vec<&str> = versions.iter().map(Version::as_str).collect();
+    if names.len() <= SHOWN {
+        return names.join(", ");
+    }
+    format!(
+        "{}, … {} more …, {}",
+        names[..3].join(", "),
+        names.len() - 5,
+        names[names.len() - 2..].join(", ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Version;
+    use super::{Version, summarize};
+
+    fn versions(n: usize) -> Vec<Version> {
+        (0..n)
+            .map(|i| format!("2024_01_01_{i:03}").parse().expect("version"))
+            .collect()
+    }
+
+    #[test]
+    fn a_few_versions_are_all_listed() {
+        assert_eq!(
+            summarize(&versions(3)),
+            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002"
+        );
+    }
+
+    #[test]
+    fn many_versions_are_shortened_to_the_first_three_and_the_last_two() {
+        assert_eq!(
+            summarize(&versions(300)),
+            "2024_01_01_000, 2024_01_01_001, 2024_01_01_002, … 295 more …, 2024_01_01_298, 2024_01_01_299"
+        );
+    }
 
     #[test]
     fn versions_in_the_guides_form_parse_and_order() {

@@ -132,4 +132,8 @@ pub struct LintSummary {
     pub destructive_down: Vec<String>,
     /// Hazards and unreadable statements, shown but not blocking.
     pub warnings: Vec<String>,
+    /// Transaction control in the `.up.sql` / `.down.sql` (when steward runs it inside its
+    /// own transaction): always blocking.
+    pub transaction_control_up: Vec<String>,
+    pub transaction_control_down: Vec<String>,
 }

@@ -128,6 +128,8 @@ pub enum Block {
     Destructive { version: Version, finding: String },
     /// A downgrade through a migration without `.down.sql`.
     Irreversible { version: Version },
+    /// `BEGIN`, `COMMIT`, `SAVEPOINT`... in a script steward runs in its own transaction.
+    TransactionControl { version: Version, finding: String },
 }
 
 impl fmt::Display for Block {
@@ -155,6 +157,10 @@ impl fmt::Display for Block {
             Block::Destructive { version, finding } => write!(
                 f,
                 "migration {version} is destructive ({finding}); set policy.destructive: allow to run it"
+            ),
+            Block::TransactionControl { version, finding } => write!(
+                f,
+                "migration {version} controls its own transaction ({finding}); remove the statement, or mark the file `-- steward: no-transaction`"
             ),
             Block::Irreversible { version } => write!(
                 f,
@@ -280,6 +286,13 @@ pub fn plan(
                     }
                 }
                 lint_lines.extend(summary.warnings.iter().map(|w| format!("{v}: {w}")));
+                for finding in summary.transaction_control_up {
+                    lint_lines.push(format!("{v}: error: {finding}"));
+                    blocks.push(Block::TransactionControl {
+                        version: v.clone(),
+                        finding,
+                    });
+                }
             }
             schema_steps.push(Step::MigrateUp {
                 from: current.clone(),
@@ -317,7 +330,15 @@ pub fn plan(
             }
             // A restore runs no down migration, so their lint does not apply to it.
             for v in versions.iter().filter(|_| restore.is_none()) {
-                for finding in lint(v).destructive_down {
+                let summary = lint(v);
+                for finding in summary.transaction_control_down {
+                    lint_lines.push(format!("{v} (down): error: {finding}"));
+                    blocks.push(Block::TransactionControl {
+                        version: v.clone(),
+                        finding,
+                    });
+                }
+                for finding in summary.destructive_down {
                     lint_lines.push(format!("{v} (down): destructive: {finding}"));
                     if !destructive_ok {
                         blocks.push(Block::Destructive {

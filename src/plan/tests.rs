@@ -251,6 +251,26 @@ fn a_destructive_migration_is_blocked_under_deny_and_runs_under_allow() {
 }
 
 #[test]
+fn transaction_control_in_a_pending_migration_blocks_whatever_the_policy() {
+    let (mut desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_01_01_001"));
+    desired.config.policy.destructive = DestructivePolicy::Allow;
+    let lint = |version: &Version| LintSummary {
+        transaction_control_up: if version.as_str() == "2024_02_01_001" {
+            vec!["x.up.sql:2: error: transaction-control: COMMIT ...".to_owned()]
+        } else {
+            vec![]
+        },
+        ..LintSummary::default()
+    };
+    let blocked = plan(&desired, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    assert_eq!(blocked.outcome(), Outcome::Blocked);
+    assert!(blocked.blocks.iter().any(
+        |b| matches!(b, Block::TransactionControl { version, .. } if version.as_str() == "2024_02_01_001")
+    ));
+}
+
+#[test]
 fn outside_the_window_the_plan_holds_and_says_when_the_window_opens() {
     let (mut desired, mut observed) = converged();
     observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());

@@ -98,27 +98,7 @@ impl Session {
     /// Refuse unless this database is this client's.
     pub async fn check_identity(&mut self, pinned: Option<Uuid>) -> Result<(), PgError> {
         let found = read_identity(&mut self.conn, &self.client).await?;
-        match judge(found.as_ref(), &self.client, pinned) {
-            IdentityObserved::Matches => Ok(()),
-            IdentityObserved::NotAdopted => Err(PgError::refused(
-                &self.client,
-                format!(
-                    "this database is not adopted by steward; run `steward adopt {}` first",
-                    self.client
-                ),
-            )),
-            IdentityObserved::OtherClient(other) => Err(PgError::refused(
-                &self.client,
-                format!(
-                    "this database belongs to client `{other}`, not `{}`: check spec.database.url",
-                    self.client
-                ),
-            )),
-            IdentityObserved::PinnedMismatch { pinned, found } => Err(PgError::refused(
-                &self.client,
-                format!("this database's identity is {found}, but the manifest pins {pinned}"),
-            )),
-        }
+        require_identity(&self.client, &judge(found.as_ref(), &self.client, pinned))
     }
 
     pub fn client(&self) -> &str {
@@ -159,4 +139,26 @@ async fn holder(conn: &mut PgConnection, client: &str) -> Result<Option<LockHold
         pid: r.get("pid"),
         since: r.get("backend_start"),
     }))
+}
+
+/// The identity refusal, from an observation: the write session and a read-only dry run
+/// refuse the same database in the same words.
+pub fn require_identity(client: &str, observed: &IdentityObserved) -> Result<(), PgError> {
+    match observed {
+        IdentityObserved::Matches => Ok(()),
+        IdentityObserved::NotAdopted => Err(PgError::refused(
+            client,
+            format!("this database is not adopted by steward; run `steward adopt {client}` first"),
+        )),
+        IdentityObserved::OtherClient(other) => Err(PgError::refused(
+            client,
+            format!(
+                "this database belongs to client `{other}`, not `{client}`: check spec.database.url"
+            ),
+        )),
+        IdentityObserved::PinnedMismatch { pinned, found } => Err(PgError::refused(
+            client,
+            format!("this database's identity is {found}, but the manifest pins {pinned}"),
+        )),
+    }
 }

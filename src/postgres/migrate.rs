@@ -1,9 +1,9 @@
-//! Migrating under the session's lock. Guards run first (no unfinished rows, checksums
-//! match, no applied version missing on disk) and refuse before anything changes. When
-//! every pending migration allows it, the whole run — SQL and bookkeeping rows — is one
-//! transaction sent as one batch, so the database reaches the target or stays where it
-//! was, at close to the cost of `psql -1 -f`. A `no-transaction` migration splits the
-//! run and is recorded `in_progress` before it starts.
+//! Migrating under the session's lock. What runs, and every refusal, is decided first
+//! (`path`) and refuses before anything changes. When every pending migration allows it,
+//! the whole run — SQL and bookkeeping rows — is one transaction sent as one batch, so
+//! the database reaches the target or stays where it was, at close to the cost of
+//! `psql -1 -f`. A `no-transaction` migration splits the run and is recorded
+//! `in_progress` before it starts; an error then says which versions committed.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -12,6 +12,8 @@ use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::PgError;
 use super::lock::Session;
+use super::path::{self, Direction, RunPath};
+use super::progress::{Progress, Stopped};
 use super::versions::{self, NewRow, Row, Status};
 use crate::migrations::{Catalog, Migration, Script, Version, split};
 
@@ -47,74 +49,16 @@ fn opt(text: Option<&str>) -> String {
 }
 
 impl Session {
-    /// The guards every write run passes first. Returns the latest rows.
+    /// The guards every write run passes first (see [`path::check_rows`]). Returns the
+    /// latest rows.
     pub async fn guard_clean(&mut self, catalog: &Catalog) -> Result<Vec<Row>, PgError> {
         let rows = versions::latest_rows(&mut self.conn, &self.client).await?;
-        for row in &rows {
-            if row.status == Status::Failed.as_str() || row.status == Status::InProgress.as_str() {
-                return Err(PgError::refused(
-                    &self.client,
-                    format!(
-                        "migration {} is `{}` after an interrupted run; inspect the database, then `steward repair {} --version {} --mark applied|rolled-back`",
-                        row.version, row.status, self.client, row.version
-                    ),
-                ));
-            }
-            if row.status != Status::Applied.as_str() {
-                continue;
-            }
-            let Some(migration) = catalog.get(&row.version) else {
-                return Err(PgError::refused(
-                    &self.client,
-                    format!(
-                        "the database has version {} applied, which is not in the migrations folder {}",
-                        row.version,
-                        catalog.dir.display()
-                    ),
-                ));
-            };
-            if let Some(recorded) = &row.checksum
-                && *recorded != migration.up.checksum
-            {
-                return Err(PgError::refused(
-                    &self.client,
-                    format!(
-                        "applied migration {} was edited since it ran: recorded checksum {recorded}, {} now has {}; never edit an applied migration, add a new one",
-                        row.version,
-                        migration.up.path.display(),
-                        migration.up.checksum
-                    ),
-                ));
-            }
-        }
+        path::check_rows(&self.client, catalog, &rows)?;
         Ok(rows)
     }
 
     pub async fn latest_rows(&mut self) -> Result<Vec<Row>, PgError> {
         versions::latest_rows(&mut self.conn, &self.client).await
-    }
-
-    /// Record a migration as applied without running it (`adopt --baseline`), with its
-    /// checksum, so later runs can tell when its file is edited.
-    pub async fn record_baseline(
-        &mut self,
-        m: &Migration,
-        actor: Actor<'_>,
-    ) -> Result<(), PgError> {
-        versions::insert(
-            &mut self.conn,
-            &self.client,
-            NewRow {
-                version: &m.version,
-                name: Some(&m.name),
-                checksum: Some(&m.up.checksum),
-                status: Status::Applied,
-                execution_ms: None,
-                actor: actor.name,
-                revision: actor.revision,
-            },
-        )
-        .await
     }
 
     pub async fn current_version(&mut self) -> Result<Option<Version>, PgError> {
@@ -130,55 +74,9 @@ impl Session {
         actor: Actor<'_>,
     ) -> Result<MigrateReport, PgError> {
         let started = Instant::now();
-        let rows = self.guard_clean(catalog).await?;
-        let from = versions::current(&rows);
-        let pending: Vec<&Migration> = catalog.between(from.as_ref(), to);
-        let mut report = MigrateReport {
-            from: from.clone(),
-            to: Some(to.clone()),
-            ..MigrateReport::default()
-        };
-        self.run_in_batches(&pending, Direction::Up, actor, &mut report)
-            .await?;
-        report.elapsed = started.elapsed();
-        Ok(report)
-    }
-
-    /// Run `migrations` in order, in `direction`: consecutive transactional ones in one
-    /// batch (one transaction), a no-transaction one alone; each version run goes into
-    /// `report`.
-    async fn run_in_batches(
-        &mut self,
-        migrations: &[&Migration],
-        direction: Direction,
-        actor: Actor<'_>,
-        report: &mut MigrateReport,
-    ) -> Result<(), PgError> {
-        let mut batch: Vec<&Migration> = Vec::new();
-        for &migration in migrations {
-            let (script, alone) = match direction {
-                Direction::Up => (&migration.up, migration.no_transaction),
-                Direction::Down => {
-                    let down = migration.down.as_ref().unwrap_or(&migration.up);
-                    (down, has_no_transaction(down))
-                }
-            };
-            if alone {
-                self.run_batch(&batch, direction, actor).await?;
-                report
-                    .versions
-                    .extend(batch.drain(..).map(|m| m.version.clone()));
-                self.run_alone(migration, script, direction, actor).await?;
-                report.versions.push(migration.version.clone());
-            } else {
-                batch.push(migration);
-            }
-        }
-        self.run_batch(&batch, direction, actor).await?;
-        report
-            .versions
-            .extend(batch.iter().map(|m| m.version.clone()));
-        Ok(())
+        let rows = self.latest_rows().await?;
+        let path = path::up(&self.client, catalog, &rows, to)?;
+        self.run_path(&path, actor, started).await
     }
 
     /// Run `.down.sql` files in reverse from the current version down to `to`, marking
@@ -190,37 +88,74 @@ impl Session {
         actor: Actor<'_>,
     ) -> Result<MigrateReport, PgError> {
         let started = Instant::now();
-        let rows = self.guard_clean(catalog).await?;
-        let from = versions::current(&rows);
-        let mut undo: Vec<&Migration> = catalog
-            .migrations
-            .iter()
-            .filter(|m| {
-                to.is_none_or(|to| &m.version > to)
-                    && from.as_ref().is_some_and(|f| &m.version <= f)
-            })
-            .filter(|m| {
-                rows.iter()
-                    .any(|r| r.version == m.version && r.status == Status::Applied.as_str())
-            })
-            .collect();
-        undo.reverse();
-        if let Some(missing) = undo.iter().find(|m| m.down.is_none()) {
-            return Err(PgError::refused(
-                &self.client,
-                format!(
-                    "migration {} ({}) has no .down.sql, so it cannot be rolled back; restore a backup instead (`steward restore {} --backup latest --yes`)",
-                    missing.version, missing.name, self.client
-                ),
-            ));
-        }
+        let rows = self.latest_rows().await?;
+        let path = path::down(&self.client, catalog, &rows, to)?;
+        self.run_path(&path, actor, started).await
+    }
+
+    /// Run a path computed from rows read under this session's lock.
+    pub async fn run(
+        &mut self,
+        path: &RunPath<'_>,
+        actor: Actor<'_>,
+    ) -> Result<MigrateReport, PgError> {
+        self.run_path(path, actor, Instant::now()).await
+    }
+
+    /// Run `path` in order: consecutive transactional scripts in one batch (one
+    /// transaction), a no-transaction one alone. A failure says which versions had
+    /// committed by then, which stopped part-way and which did not run.
+    async fn run_path(
+        &mut self,
+        path: &RunPath<'_>,
+        actor: Actor<'_>,
+        started: Instant,
+    ) -> Result<MigrateReport, PgError> {
+        let direction = path.direction;
         let mut report = MigrateReport {
-            from,
-            to: to.cloned(),
+            from: path.from.clone(),
+            to: path.to.clone(),
             ..MigrateReport::default()
         };
-        self.run_in_batches(&undo, Direction::Down, actor, &mut report)
-            .await?;
+        let progress = |committed: &[Version], stopped, rest: &[&Migration]| Progress {
+            direction,
+            committed: committed.to_vec(),
+            stopped,
+            not_committed: rest.iter().map(|m| m.version.clone()).collect(),
+        };
+        let mut batch_start = 0;
+        for (i, &migration) in path.migrations.iter().enumerate() {
+            if direction.transactional(migration) {
+                continue;
+            }
+            let batch = &path.migrations[batch_start..i];
+            if let Err(err) = self.run_batch(batch, direction, actor).await {
+                let rest = &path.migrations[batch_start..];
+                return Err(err.with_progress(progress(&report.versions, None, rest)));
+            }
+            report
+                .versions
+                .extend(batch.iter().map(|m| m.version.clone()));
+            if let Err((err, statements_committed)) =
+                self.run_alone(migration, direction, actor).await
+            {
+                let stopped = Some(Stopped {
+                    version: migration.version.clone(),
+                    statements_committed,
+                });
+                let rest = &path.migrations[i + 1..];
+                return Err(err.with_progress(progress(&report.versions, stopped, rest)));
+            }
+            report.versions.push(migration.version.clone());
+            batch_start = i + 1;
+        }
+        let batch = &path.migrations[batch_start..];
+        if let Err(err) = self.run_batch(batch, direction, actor).await {
+            return Err(err.with_progress(progress(&report.versions, None, batch)));
+        }
+        report
+            .versions
+            .extend(batch.iter().map(|m| m.version.clone()));
         report.elapsed = started.elapsed();
         Ok(report)
     }
@@ -232,12 +167,12 @@ impl Session {
         catalog: &Catalog,
         to: &Version,
     ) -> Result<Rehearsal, PgError> {
-        let rows = self.guard_clean(catalog).await?;
-        let from = versions::current(&rows);
+        let rows = self.latest_rows().await?;
+        let path = path::up(&self.client, catalog, &rows, to)?;
         let mut rehearsal = Rehearsal::default();
         self.exec("BEGIN").await?;
         let result = async {
-            for m in catalog.between(from.as_ref(), to) {
+            for &m in &path.migrations {
                 if m.no_transaction {
                     rehearsal.skipped.push((
                         m.version.clone(),
@@ -315,7 +250,7 @@ impl Session {
         .await
     }
 
-    async fn exec(&mut self, sql: &str) -> Result<(), PgError> {
+    pub(super) async fn exec(&mut self, sql: &str) -> Result<(), PgError> {
         sqlx::raw_sql(sql)
             .execute(&mut self.conn)
             .await
@@ -333,19 +268,20 @@ impl Session {
         if batch.is_empty() {
             return Ok(());
         }
+        let status = direction.done();
         let mut sql = String::from("BEGIN;\n");
         for m in batch {
-            let (script, status) = direction.script(m);
             let _ = write!(
                 sql,
                 "SELECT set_config('steward.t', clock_timestamp()::text, true);\n{}\n;\n\
                  INSERT INTO system_versions (version, applied_at, status, name, checksum, execution_ms, applied_by, fleet_revision) \
                  VALUES ({}, clock_timestamp(), {}, {}, {}, (extract(epoch FROM clock_timestamp() - current_setting('steward.t')::timestamptz) * 1000)::bigint, {}, {});\n",
-                script.sql,
+                direction.script(m).sql,
                 quote(m.version.as_str()),
                 quote(status.as_str()),
                 quote(&m.name),
-                opt(direction.checksum(m)),
+                // The `.up.sql`'s checksum identifies the migration, whichever way it ran.
+                quote(&m.up.checksum),
                 quote(actor.name),
                 opt(actor.revision),
             );
@@ -353,7 +289,7 @@ impl Session {
         sql.push_str("COMMIT;");
         if let Err(err) = sqlx::raw_sql(&sql).execute(&mut self.conn).await {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
-            // Find out exactly which file and line failed: replay one migration at a time
+            // Find out exactly which file and line failed: replay one statement at a time
             // in a transaction that is rolled back. Only on failure, so it costs nothing
             // on the happy path.
             return Err(self
@@ -376,8 +312,7 @@ impl Session {
         sqlx::raw_sql("BEGIN").execute(&mut self.conn).await.ok()?;
         let mut found = None;
         for m in batch {
-            let (script, _) = direction.script(m);
-            if let Err(err) = self.exec_script(m, script).await {
+            if let Err(err) = self.exec_script(m, direction.script(m)).await {
                 found = Some(err);
                 break;
             }
@@ -386,79 +321,100 @@ impl Session {
         found
     }
 
-    /// Run one script; an error names the file and the line.
+    /// Run one script a statement at a time; an error names the file and the line of the
+    /// failing statement (and of the error within it, when Postgres says where).
     async fn exec_script(&mut self, m: &Migration, script: &Script) -> Result<(), PgError> {
-        sqlx::raw_sql(&script.sql)
-            .execute(&mut self.conn)
-            .await
-            .map_err(|err| self.migration_error(m, script, 0, &script.sql, err))?;
+        for statement in split::split(&script.sql) {
+            self.exec_statement(m, script, &statement).await?;
+        }
         Ok(())
+    }
+
+    async fn exec_statement(
+        &mut self,
+        m: &Migration,
+        script: &Script,
+        statement: &split::Statement,
+    ) -> Result<(), PgError> {
+        match sqlx::raw_sql(&statement.sql).execute(&mut self.conn).await {
+            Ok(_) => Ok(()),
+            Err(err) => Err(self.migration_error(m, script, statement, err)),
+        }
     }
 
     fn migration_error(
         &self,
         m: &Migration,
         script: &Script,
-        line_offset: usize,
-        sql: &str,
+        statement: &split::Statement,
         err: sqlx::Error,
     ) -> PgError {
-        let (line, message) = match &err {
+        let (within, message) = match &err {
             sqlx::Error::Database(db) => {
-                let line = db
-                    .try_downcast_ref::<PgDatabaseError>()
-                    .and_then(|pg| match pg.position() {
-                        Some(PgErrorPosition::Original(pos)) => Some(
-                            1 + sql
-                                .chars()
-                                .take(pos.saturating_sub(1))
-                                .filter(|&c| c == '\n')
-                                .count(),
-                        ),
-                        _ => None,
-                    })
-                    .unwrap_or(1);
-                (line + line_offset, db.message().to_owned())
+                let position =
+                    db.try_downcast_ref::<PgDatabaseError>()
+                        .and_then(|pg| match pg.position() {
+                            Some(PgErrorPosition::Original(pos)) => Some(pos),
+                            _ => None,
+                        });
+                // Postgres counts characters from 1; the statement's own first line is 0.
+                let within = position.map_or(0, |pos| {
+                    statement
+                        .sql
+                        .chars()
+                        .take(pos.saturating_sub(1))
+                        .filter(|&c| c == '\n')
+                        .count()
+                });
+                (within, db.message().to_owned())
             }
-            other => (1 + line_offset, other.to_string()),
+            other => (0, other.to_string()),
         };
         PgError::Migration {
             client: self.client.clone(),
             version: m.version.clone(),
             file: script.path.clone(),
-            line,
+            line: statement.line + within,
             message,
+            progress: None,
         }
     }
 
     /// A migration that cannot run in a transaction: recorded `in_progress` first, each
-    /// statement on its own, then `applied` (or `failed`). A crash in the middle leaves
-    /// the `in_progress` row, and preflight refuses until `steward repair`.
+    /// statement on its own, then done (or `failed`). A crash in the middle leaves the
+    /// `in_progress` row, and preflight refuses until `steward repair`. An error comes
+    /// with how many statements had committed.
     async fn run_alone(
         &mut self,
         m: &Migration,
-        script: &Script,
         direction: Direction,
         actor: Actor<'_>,
-    ) -> Result<(), PgError> {
-        let (_, done) = direction.script(m);
+    ) -> Result<(), (PgError, usize)> {
+        let script = direction.script(m);
         let row = |status| NewRow {
             version: &m.version,
             name: Some(&m.name),
-            checksum: direction.checksum(m),
+            checksum: Some(&m.up.checksum),
             status,
             execution_ms: None,
             actor: actor.name,
             revision: actor.revision,
         };
-        versions::insert(&mut self.conn, &self.client, row(Status::InProgress)).await?;
+        versions::insert(&mut self.conn, &self.client, row(Status::InProgress))
+            .await
+            .map_err(|err| (err, 0))?;
         let started = Instant::now();
-        for statement in split::split(&script.sql) {
-            if let Err(err) = sqlx::raw_sql(&statement.sql).execute(&mut self.conn).await {
-                let error =
-                    self.migration_error(m, script, statement.line - 1, &statement.sql, err);
-                versions::insert(&mut self.conn, &self.client, row(Status::Failed)).await?;
-                return Err(error);
+        let statements = split::split(&script.sql);
+        for (done, statement) in statements.iter().enumerate() {
+            if let Err(error) = self.exec_statement(m, script, statement).await {
+                // The migration's error is the one to show; the `in_progress` row already
+                // blocks the next run if this record is lost.
+                if let Err(record) =
+                    versions::insert(&mut self.conn, &self.client, row(Status::Failed)).await
+                {
+                    tracing::error!("{record}");
+                }
+                return Err((error, done));
             }
         }
         let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
@@ -467,33 +423,10 @@ impl Session {
             &self.client,
             NewRow {
                 execution_ms: Some(ms),
-                ..row(done)
+                ..row(direction.done())
             },
         )
         .await
+        .map_err(|err| (err, statements.len()))
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    Up,
-    Down,
-}
-
-impl Direction {
-    fn script(self, m: &Migration) -> (&Script, Status) {
-        match self {
-            Direction::Up => (&m.up, Status::Applied),
-            Direction::Down => (m.down.as_ref().unwrap_or(&m.up), Status::RolledBack),
-        }
-    }
-
-    /// The checksum recorded is always the `.up.sql`'s: it identifies the migration.
-    fn checksum(self, m: &Migration) -> Option<&str> {
-        Some(&m.up.checksum)
-    }
-}
-
-fn has_no_transaction(script: &Script) -> bool {
-    crate::migrations::has_no_transaction_directive(&script.sql)
 }

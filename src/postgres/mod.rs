@@ -4,25 +4,34 @@
 //! has checked the database's identity first.
 
 pub mod backup;
+pub mod baseline;
 mod connect;
 mod identity;
 mod lock;
 mod migrate;
 mod observe;
+pub mod path;
+mod progress;
+pub mod repair;
 mod verify;
 mod versions;
 
+pub use baseline::{Baseline, BaselineRefusal};
 pub use connect::{Access, close, connect};
 pub use identity::{Identity, adopt, read_identity};
-pub use lock::{LockHolder, Session};
+pub use lock::{LockHolder, Session, require_identity};
 pub use migrate::{Actor, MigrateReport, Rehearsal};
 pub use observe::{SchemaState, observe, observe_on};
+pub use path::{Direction, RunPath};
+pub use progress::{Progress, Stopped};
+pub use repair::RepairRefusal;
 pub use verify::{CheckResult, VerifyReport, verify};
 pub use versions::{Row, Status, current as current_of, ensure_table};
 
 use std::path::PathBuf;
 
 use crate::migrations::Version;
+use crate::migrations::lint::Finding;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
@@ -36,13 +45,36 @@ pub enum PgError {
     TransactionPooler { client: String, port: u16 },
     #[error("client {client}: {message}")]
     Refused { client: String, message: String },
-    #[error("client {client}: migration {version} failed at {}:{line}: {message}; nothing of this run was applied", file.display())]
+    /// A statement of a migration (or of its `.verify.sql`) failed. `progress` says what
+    /// the run had committed by then; a verify file runs after its run, so it has none.
+    #[error("client {client}: migration {version} failed at {}:{line}: {message}{}", file.display(), progress.as_ref().map(|p| format!("; {p}")).unwrap_or_default())]
     Migration {
         client: String,
         version: Version,
         file: PathBuf,
         line: usize,
         message: String,
+        progress: Option<Box<Progress>>,
+    },
+    #[error(
+        "client {client}: refused before anything ran: transaction control in a migration steward runs inside its own transaction:\n  {}",
+        findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
+    )]
+    TransactionControl {
+        client: String,
+        findings: Vec<Finding>,
+    },
+    #[error("client {client}: repair refused: {refusal}")]
+    Repair {
+        client: String,
+        #[source]
+        refusal: RepairRefusal,
+    },
+    #[error("client {client}: baseline refused: {refusal}")]
+    Baseline {
+        client: String,
+        #[source]
+        refusal: BaselineRefusal,
     },
     #[error("client {client}: {context}: {source}")]
     Query {
@@ -66,8 +98,44 @@ impl PgError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            PgError::Refused { .. } | PgError::TransactionPooler { .. }
+            PgError::Refused { .. }
+                | PgError::TransactionPooler { .. }
+                | PgError::TransactionControl { .. }
+                | PgError::Repair { .. }
+                | PgError::Baseline { .. }
         )
+    }
+
+    /// Say how far the run had got: a migration error carries `progress` as it is; any
+    /// other error met mid-run says it after its context.
+    pub(crate) fn with_progress(self, progress: Progress) -> PgError {
+        match self {
+            PgError::Migration {
+                client,
+                version,
+                file,
+                line,
+                message,
+                ..
+            } => PgError::Migration {
+                client,
+                version,
+                file,
+                line,
+                message,
+                progress: Some(Box::new(progress)),
+            },
+            PgError::Query {
+                client,
+                context,
+                source,
+            } => PgError::Query {
+                client,
+                context: format!("{context} ({progress})"),
+                source,
+            },
+            other => other,
+        }
     }
 
     pub(crate) fn query(

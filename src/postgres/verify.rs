@@ -136,6 +136,7 @@ pub(crate) async fn run_verify_file(
             file: script.path.clone(),
             line: statement.line,
             message,
+            progress: None,
         };
         match sqlx::query_scalar::<_, Option<bool>>(&statement.sql)
             .fetch_one(&mut *conn)

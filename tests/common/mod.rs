@@ -179,3 +179,4 @@ pub async fn admin() -> PgConnection {
 pub mod fleet;
 pub mod hooks;
 pub mod process;
+pub mod schema_fleet;
