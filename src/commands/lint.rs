@@ -1,5 +1,6 @@
 //! `steward lint`: every migration's findings with file:line. Exit 1 when any `.up.sql`
-//! has a destructive or unreadable statement (hazards are warnings).
+//! has a destructive or unreadable statement, or any migration file has transaction
+//! control steward cannot run (hazards are warnings).
 
 use anyhow::Result;
 

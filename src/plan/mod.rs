@@ -158,10 +158,13 @@ impl fmt::Display for Block {
                 f,
                 "migration {version} is destructive ({finding}); set policy.destructive: allow to run it"
             ),
-            Block::TransactionControl { version, finding } => write!(
-                f,
-                "migration {version} controls its own transaction ({finding}); remove the statement, or mark the file `-- steward: no-transaction`"
-            ),
+            // The finding names file and line, and says what to do.
+            Block::TransactionControl { version, finding } => {
+                write!(
+                    f,
+                    "migration {version} controls its own transaction: {finding}"
+                )
+            }
             Block::Irreversible { version } => write!(
                 f,
                 "migration {version} has no .down.sql, so the downgrade cannot run; restore a backup with `steward restore`, or set policy.irreversible: restore (it needs a backup taken at the target version)"
