@@ -24,6 +24,15 @@ pub struct GlobalArgs {
     /// Log format on stderr (filter with RUST_LOG).
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Attempts one Vercel API call may make (429s and 5xx are retried).
+    #[arg(long, global = true, env = "STEWARD_VERCEL_MAX_ATTEMPTS", default_value_t = 4,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub vercel_max_attempts: u32,
+    /// Time one Vercel API call may spend waiting, between attempts and for a rate-limit
+    /// window to reset (Retry-After included); past it the call fails naming the limit.
+    #[arg(long, global = true, env = "STEWARD_VERCEL_MAX_WAIT", default_value = "90s",
+          value_parser = parse_duration)]
+    pub vercel_max_wait: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -294,6 +303,30 @@ pub struct RunArgs {
     /// checkout instead of a git-sync sidecar).
     #[arg(long)]
     pub pull: bool,
+    #[command(flatten)]
+    pub status_server: StatusServerArgs,
+}
+
+/// The status server's bounds: slow or idle clients cannot hold it (or the daemon's file
+/// descriptors) for longer than these allow.
+#[derive(Debug, Clone, Args)]
+pub struct StatusServerArgs {
+    /// Connections the status server keeps open at once; more wait in the kernel's
+    /// backlog. Default: 256, or a quarter of `ulimit -n` when that is fewer.
+    #[arg(long, env = "STEWARD_STATUS_MAX_CONNECTIONS",
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub status_max_connections: Option<u64>,
+    /// Time a connection has to send its request head (idle keep-alive included).
+    #[arg(long, env = "STEWARD_STATUS_HEADER_TIMEOUT", default_value = "5s",
+          value_parser = parse_duration)]
+    pub status_header_timeout: std::time::Duration,
+    /// Time a request has to be read and answered.
+    #[arg(long, env = "STEWARD_STATUS_REQUEST_TIMEOUT", default_value = "10s",
+          value_parser = parse_duration)]
+    pub status_request_timeout: std::time::Duration,
+    /// Largest request body accepted, in bytes (GitHub webhook deliveries).
+    #[arg(long, env = "STEWARD_STATUS_MAX_BODY", default_value_t = 1024 * 1024)]
+    pub status_max_body: usize,
 }
 
 #[derive(Debug, Args)]

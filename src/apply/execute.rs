@@ -137,9 +137,10 @@ pub async fn execute(
     expected_hash: Option<&str>,
 ) -> Result<Outcome, ApplyError> {
     let name = client.config.name.clone();
+    // Labelled with the client, so a wait on a rate-limit window shows whose it is.
     let vercel_client = match &runner.vercel {
-        Some(shared) => shared.clone(),
-        None => observe::vercel_client(fleet)?,
+        Some(shared) => shared.for_client(&name),
+        None => observe::vercel_client(fleet)?.for_client(&name),
     };
     let look = |cache| {
         observe::prepare(

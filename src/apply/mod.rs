@@ -57,11 +57,19 @@ impl ApplyError {
         }
     }
 
+    /// When a Vercel rate limit that stopped this run resets.
+    pub fn rate_limited_until(&self) -> Option<std::time::SystemTime> {
+        match self {
+            ApplyError::Vercel { source, .. } => source.rate_limited_until(),
+            _ => None,
+        }
+    }
+
     /// Whether the daemon should retry soon (network, rate limits) or wait for a change.
     pub fn is_transient(&self) -> bool {
         match self {
             ApplyError::Postgres(err) => err.is_retryable(),
-            ApplyError::Vercel { source, .. } => source.is_retryable(),
+            ApplyError::Vercel { source, .. } => source.is_transient(),
             ApplyError::Record(_) => true,
             _ => false,
         }

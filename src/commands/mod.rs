@@ -30,6 +30,10 @@ use crate::output::Printer;
 /// Run one command to completion and say how it ended.
 pub async fn run(cli: Cli) -> Exit {
     let printer = Printer::new();
+    crate::vercel::set_default_budget(crate::vercel::Budget {
+        attempts: cli.global.vercel_max_attempts,
+        max_wait: cli.global.vercel_max_wait,
+    });
     let result = match cli.command {
         Command::Validate(args) => validate::run(args, &printer),
         Command::Schema(args) => schema::run(args, &printer),

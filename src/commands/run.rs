@@ -35,7 +35,19 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
         .filter(|s| !s.is_empty())
         .map(crate::secret::Secret::new);
     if let Some(addr) = &args.listen {
-        daemon::serve(addr, shared.clone())
+        let status = &args.status_server;
+        let limits = daemon::ServerLimits {
+            max_connections: status
+                .status_max_connections
+                .map_or_else(daemon::ServerLimits::default_max_connections, |n| {
+                    usize::try_from(n).unwrap_or(usize::MAX)
+                }),
+            header_timeout: status.status_header_timeout,
+            request_timeout: status.status_request_timeout,
+            max_body: status.status_max_body,
+            ..daemon::ServerLimits::default()
+        };
+        daemon::serve(addr, shared.clone(), limits)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         printer.note(format!(

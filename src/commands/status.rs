@@ -53,7 +53,13 @@ pub async fn run(args: StatusArgs, printer: &Printer) -> Result<Exit> {
             .await
         {
             Err(err) => {
-                json!({"client": name, "phase": "Error", "reason": err.to_string(), "nextWindow": next_window, "lastChange": last_change})
+                // A spent Vercel window is a wait, not an error.
+                let phase = if err.rate_limited_until().is_some() {
+                    crate::daemon::RATE_LIMITED
+                } else {
+                    "Error"
+                };
+                json!({"client": name, "phase": phase, "reason": err.to_string(), "nextWindow": next_window, "lastChange": last_change})
             }
             Ok(prepared) => {
                 let plan = &prepared.plan;

@@ -100,6 +100,20 @@ impl Metrics {
                 escape(&status)
             );
         }
+        let (waits, exhausted) = crate::vercel::limiter::waits();
+        let _ = writeln!(
+            out,
+            "# HELP steward_vercel_rate_limit_waiting Clients whose Vercel calls wait on a rate-limit window now.\n# TYPE steward_vercel_rate_limit_waiting gauge\nsteward_vercel_rate_limit_waiting {}",
+            crate::vercel::limiter::waiting().len()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP steward_vercel_rate_limit_waits_total Vercel requests held until their rate-limit window reset.\n# TYPE steward_vercel_rate_limit_waits_total counter\nsteward_vercel_rate_limit_waits_total {waits}"
+        );
+        let _ = writeln!(
+            out,
+            "# HELP steward_vercel_rate_limit_exhausted_total Vercel calls that gave up because the window would not reset within their budget.\n# TYPE steward_vercel_rate_limit_exhausted_total counter\nsteward_vercel_rate_limit_exhausted_total {exhausted}"
+        );
         let _ = writeln!(
             out,
             "# HELP steward_notifications_total Webhook notifications, by event and outcome."

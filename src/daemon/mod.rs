@@ -2,6 +2,7 @@
 //! when allowed — with bounded concurrency, waves, sharding, backoff on transient errors,
 //! a status server, and graceful shutdown that finishes the running step.
 
+mod listen;
 mod metrics;
 pub mod notifications;
 mod server;
@@ -21,6 +22,7 @@ use crate::exit::Exit;
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{self, Client, Fleet, LoadOptions};
 use crate::plan::{Hold, Mode, Outcome as PlanOutcome};
+pub use listen::ServerLimits;
 pub use metrics::Metrics;
 pub use notifications::Notifier;
 pub use shard::Shard;
@@ -70,6 +72,10 @@ pub struct ClientStatus {
     notified_failure: Option<String>,
 }
 
+/// The phase of a client whose Vercel calls wait on a rate-limit window: not converged,
+/// not failed; it goes on when the window resets.
+pub const RATE_LIMITED: &str = "RateLimited";
+
 /// State shared with the status server.
 #[derive(Debug)]
 pub struct Shared {
@@ -84,12 +90,30 @@ pub struct Shared {
     pub webhook_secret: Option<crate::secret::Secret>,
 }
 
-/// Serve the status server on `addr` until the process ends.
-pub async fn serve(addr: &str, shared: Arc<RwLock<Shared>>) -> std::io::Result<()> {
+/// Clients as `/status` shows them: one whose Vercel calls wait on a rate-limit window
+/// right now says so, whatever its last pass ended with.
+pub fn clients_now(shared: &Shared) -> BTreeMap<String, ClientStatus> {
+    let mut clients = shared.clients.clone();
+    for (name, waiting) in crate::vercel::limiter::waiting() {
+        let status = clients.entry(name).or_default();
+        status.phase = RATE_LIMITED.to_owned();
+        status.reason = format!(
+            "waiting for Vercel's rate limit on {} to reset at {}",
+            waiting.endpoint,
+            chrono::DateTime::<chrono::Utc>::from(waiting.until).format("%H:%M:%S UTC")
+        );
+    }
+    clients
+}
+
+/// Serve the status server on `addr`, within `limits`, until the process ends.
+pub async fn serve(
+    addr: &str,
+    shared: Arc<RwLock<Shared>>,
+    limits: ServerLimits,
+) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, server::router(shared)).await;
-    });
+    tokio::spawn(listen::serve(listener, server::router(shared), limits));
     Ok(())
 }
 
@@ -518,6 +542,18 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             ));
             ("Failed", format!("{step}: {error}"), Exit::Error)
         }
+        Err(err) if err.rate_limited_until().is_some() => {
+            // Not a failure: Vercel's window is spent. Try again once it has reset.
+            let until = err
+                .rate_limited_until()
+                .unwrap_or_else(std::time::SystemTime::now);
+            let wait = until
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            status.retry_at = Some(Instant::now() + wait);
+            tracing::warn!(error = %err, retry_in_s = wait.as_secs(), "waiting on Vercel's rate limit");
+            (RATE_LIMITED, err.to_string(), Exit::Changes)
+        }
         Err(err) => {
             status.failures += 1;
             let backoff = backoff(&err, status.failures);
@@ -534,7 +570,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             )
         }
     };
-    if phase != "Error" {
+    if phase != "Error" && phase != RATE_LIMITED {
         status.failures = 0;
         status.retry_at = None;
     }

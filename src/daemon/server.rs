@@ -101,7 +101,7 @@ async fn metrics(State(shared): State<Arc<RwLock<Shared>>>) -> Response {
 
 async fn status(State(shared): State<Arc<RwLock<Shared>>>) -> Response {
     let shared = shared.read().await;
-    axum::Json(serde_json::json!({"revision": shared.metrics.revision, "clients": shared.clients}))
+    axum::Json(serde_json::json!({"revision": shared.metrics.revision, "clients": super::clients_now(&shared)}))
         .into_response()
 }
 

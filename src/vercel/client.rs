@@ -1,11 +1,14 @@
 //! The Vercel REST client: reqwest with rustls, the bearer token from a secret, `teamId`
-//! on every call, and retries with backon — 429 and 5xx retried, honouring `Retry-After`
-//! first, then `X-RateLimit-Reset`, then the body's `limit.reset`; other 4xx are final.
+//! on every call, and retries with backon within a budget: a bounded number of attempts
+//! and a bounded total wait. 429 and 5xx are retried (a 5xx's `Retry-After` honoured);
+//! other 4xx are final. Every request first takes its place in the process-wide
+//! [`limiter`](super::limiter), which holds it until its endpoint's window has room, so a
+//! 429's `Retry-After` / `X-RateLimit-Reset` is waited there, counted in the same budget.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Method, StatusCode};
@@ -14,11 +17,44 @@ use serde_json::{Value, json};
 
 use super::api::{Deployment, DeploymentList, EnvVar, Project};
 use super::error::VercelError;
+use super::limiter::{BucketKey, LIMITER, Window};
 use crate::secret::Secret;
 
-/// How many attempts a call gets, and the longest steward will wait on a `Retry-After`.
-const ATTEMPTS: usize = 4;
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
+/// What one call may spend before it fails: attempts, and time asleep between them or
+/// waiting for a rate-limit window (`Retry-After` included).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    pub attempts: u32,
+    pub max_wait: Duration,
+}
+
+impl Default for Budget {
+    /// Four attempts, and at most 90 s of waiting: one of Vercel's 60 s windows and slack.
+    fn default() -> Self {
+        Budget {
+            attempts: 4,
+            max_wait: Duration::from_secs(90),
+        }
+    }
+}
+
+/// The budget of clients made from now on in this process (`--vercel-max-attempts`,
+/// `--vercel-max-wait`).
+static DEFAULT_BUDGET: RwLock<Option<Budget>> = RwLock::new(None);
+
+/// Set the budget every client made after this call starts with.
+pub fn set_default_budget(budget: Budget) {
+    *DEFAULT_BUDGET
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = Some(budget);
+}
+
+fn default_budget() -> Budget {
+    DEFAULT_BUDGET
+        .read()
+        .unwrap_or_else(PoisonError::into_inner)
+        .unwrap_or_default()
+}
 
 /// Responses by HTTP status (or `transport_error`) across every client in the process,
 /// for the daemon's `steward_vercel_requests_total{status}`.
@@ -43,6 +79,9 @@ pub struct VercelClient {
     base: String,
     token: Secret,
     team: Option<String>,
+    budget: Budget,
+    /// Who the requests are for (a client's name), shown while they wait on a window.
+    label: Option<Arc<str>>,
     /// Requests sent (every attempt), for metrics and benchmarks.
     sent: Arc<AtomicU64>,
 }
@@ -73,15 +112,32 @@ impl VercelClient {
             base: base.trim_end_matches('/').to_owned(),
             token,
             team,
+            budget: default_budget(),
+            label: None,
             sent: Arc::default(),
         })
+    }
+
+    /// The same client (and connection pool) with another budget.
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// The same client (and connection pool), its requests labelled as `client`'s while
+    /// they wait on a rate-limit window (`/status` shows who waits).
+    pub fn for_client(&self, client: &str) -> Self {
+        let mut labelled = self.clone();
+        labelled.label = Some(Arc::from(client));
+        labelled
     }
 
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// One API call with retries. `query` excludes `teamId`, which is added here.
+    /// One API call with retries, within the client's budget. `query` excludes `teamId`,
+    /// which is added here.
     async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
@@ -89,29 +145,87 @@ impl VercelClient {
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<T, VercelError> {
-        let attempt = || self.call_once(method.clone(), path, query, body);
-        let value = attempt
-            .retry(ExponentialBuilder::default().with_min_delay(Duration::from_millis(200)).with_max_delay(Duration::from_secs(20)).with_max_times(ATTEMPTS).with_jitter())
+        let key = BucketKey::new(&self.base, self.team.as_deref(), method.as_str(), path);
+        let deadline = Instant::now() + self.budget.max_wait;
+        let attempts = AtomicU64::new(0);
+        let attempt = || {
+            attempts.fetch_add(1, Ordering::Relaxed);
+            self.call_once(&key, deadline, method.clone(), path, query, body)
+        };
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(200))
+            .with_max_delay(Duration::from_secs(20))
+            .with_max_times(self.budget.attempts.saturating_sub(1) as usize)
+            .with_jitter();
+        let result = attempt
+            .retry(backoff)
             .when(VercelError::is_retryable)
-            .adjust(|err, backoff| match err.retry_after() {
-                Some(after) => Some(after.min(MAX_RETRY_AFTER)),
-                None => backoff,
+            .adjust(|err, backoff| {
+                // When the schedule has run out the attempts are spent, whatever the
+                // server asks for.
+                let scheduled = backoff?;
+                let wait = match err.status() {
+                    // The limiter holds the next attempt until the window resets.
+                    Some(429) => Duration::ZERO,
+                    _ => err.retry_after().unwrap_or(scheduled),
+                };
+                (Instant::now() + wait <= deadline).then_some(wait)
             })
             .notify(|err, after| tracing::warn!(path, error = %err, retry_in_ms = after.as_millis() as u64, "Vercel call failed; retrying"))
-            .await?;
+            .await;
+        let value = result.map_err(|err| match err {
+            // Held back by the limiter: that last attempt was never sent.
+            VercelError::RateLimited {
+                endpoint,
+                limit,
+                resets_at,
+                ..
+            } => VercelError::RateLimited {
+                endpoint,
+                limit,
+                resets_at,
+                attempts: (attempts.load(Ordering::Relaxed) as u32).saturating_sub(1),
+                budget: self.budget,
+            },
+            err if err.status() == Some(429) => {
+                LIMITER.gave_up();
+                let (limit, resets_at) = LIMITER.snapshot(&key);
+                VercelError::RateLimited {
+                    endpoint: key.endpoint.clone(),
+                    limit,
+                    resets_at,
+                    attempts: attempts.load(Ordering::Relaxed) as u32,
+                    budget: self.budget,
+                }
+            }
+            _ => err,
+        })?;
         serde_json::from_value(value).map_err(|e| VercelError::Shape {
             path: path.to_owned(),
             reason: e.to_string(),
         })
     }
 
+    /// One attempt: a place in the endpoint's window, then the request.
     async fn call_once(
         &self,
+        key: &BucketKey,
+        deadline: Instant,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<Value, VercelError> {
+        let ticket = LIMITER
+            .acquire(key, deadline, self.label.as_deref())
+            .await
+            .map_err(|exhausted| VercelError::RateLimited {
+                endpoint: exhausted.endpoint,
+                limit: exhausted.limit,
+                resets_at: exhausted.resets_at,
+                attempts: 0,
+                budget: self.budget,
+            })?;
         let url = format!("{}{path}", self.base);
         let mut request = self
             .http
@@ -128,6 +242,7 @@ impl VercelClient {
         let response = match request.send().await {
             Ok(response) => response,
             Err(e) => {
+                drop(ticket);
                 count_response("transport_error");
                 return Err(VercelError::Transport {
                     url: url.clone(),
@@ -138,6 +253,14 @@ impl VercelClient {
         let status = response.status();
         count_response(status.as_str());
         let headers = response.headers().clone();
+        let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
+        let retry_after = rate_limited
+            .then(|| header_secs(&headers, "retry-after"))
+            .flatten();
+        ticket.answered(
+            Window::from_headers(&headers, retry_after.map(Duration::from_secs)),
+            rate_limited,
+        );
         let bytes = response.bytes().await.map_err(|e| VercelError::Transport {
             url: url.clone(),
             reason: without_url(&e),
@@ -384,12 +507,7 @@ fn api_error(
         .get("error")
         .or_else(|| body.get("err"))
         .unwrap_or(body);
-    let header_secs = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.trim().parse::<u64>().ok())
-    };
+    let header_secs = |name: &str| header_secs(headers, name);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -419,4 +537,11 @@ fn api_error(
             .to_owned(),
         retry_after,
     }
+}
+
+fn header_secs(headers: &reqwest::header::HeaderMap, name: &str) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.trim().parse::<u64>().ok())
 }

@@ -6,11 +6,12 @@ mod api;
 mod client;
 mod error;
 pub mod health;
+pub mod limiter;
 
 use std::time::{Duration, Instant};
 
 pub use api::{Deployment, EnvVar, Project};
-pub use client::{VercelClient, responses_by_status};
+pub use client::{Budget, VercelClient, responses_by_status, set_default_budget};
 pub use error::VercelError;
 
 use crate::plan::{

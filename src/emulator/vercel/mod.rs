@@ -3,6 +3,7 @@
 //! by Host header so health checks are real requests. Faults are injected through
 //! `/_emulator/` admin endpoints.
 
+pub mod limits;
 mod routes;
 mod state;
 
@@ -169,6 +170,16 @@ impl RunningEmulator {
 
     pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.shared.lock().faults);
+    }
+
+    /// Change the rate limits (endpoint → limit, `None` for none, `*` for every endpoint).
+    pub fn set_rate_limits(&self, change: limits::LimitsChange) -> Result<(), String> {
+        self.shared.lock().limits.change(change)
+    }
+
+    /// Per endpoint: requests let through, refused with 429, and windows filled.
+    pub fn rate_limit_stats(&self) -> std::collections::BTreeMap<String, limits::EndpointStats> {
+        self.shared.lock().limits.stats.clone()
     }
 
     /// Requests answered so far (API calls only), and by status.

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::Shared;
+use super::limits::{self, LimitsChange};
 use super::state::{Deployment, EnvVar, State, now_ms};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -214,6 +215,20 @@ fn admin_request(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             StatusCode::OK,
             serde_json::to_value(&shared.lock().faults).unwrap_or_default(),
         ),
+        ("GET", "limits") => {
+            let state = shared.lock();
+            ok(
+                StatusCode::OK,
+                json!({"limits": state.limits.limits, "stats": state.limits.stats}),
+            )
+        }
+        ("POST", "limits") => match serde_json::from_value::<LimitsChange>(input) {
+            Ok(change) => match shared.lock().limits.change(change) {
+                Ok(()) => ok(StatusCode::OK, json!({"ok": true})),
+                Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+            },
+            Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
+        },
         ("GET", "stats") => ok(
             StatusCode::OK,
             serde_json::to_value(&shared.lock().stats).unwrap_or_default(),
@@ -281,8 +296,19 @@ fn api_request(
             "You don't have permission to access this team",
         );
     }
-    state.settle();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Vercel counts per endpoint and per scope: the team, or the token's user.
+    let verdict = limits::endpoint(method.as_str(), &segments).and_then(|endpoint| {
+        state
+            .limits
+            .count(team.unwrap_or("user"), endpoint, now_ms())
+    });
+    if let Some(verdict) = verdict
+        && !verdict.allowed()
+    {
+        return verdict.refusal(path);
+    }
+    state.settle();
     let input: Value = if body.is_empty() {
         Value::Null
     } else {
@@ -328,6 +354,10 @@ fn api_request(
     drop(state);
     if mutated {
         shared.persist();
+    }
+    let mut response = response;
+    if let Some(verdict) = verdict {
+        verdict.add_headers(response.headers_mut());
     }
     response
 }

@@ -24,6 +24,9 @@ pub struct State {
     pub deployments: BTreeMap<String, Deployment>,
     #[serde(skip)]
     pub faults: Faults,
+    /// Vercel's per-endpoint rate limits (the published ones until changed).
+    #[serde(skip)]
+    pub limits: super::limits::RateLimits,
     #[serde(skip)]
     pub stats: Stats,
 }
