@@ -83,7 +83,7 @@ pub async fn verify(
             Ok(other) => report.push(
                 &check.name,
                 false,
-                format!("returned {other:?}, expected true"),
+                format!("returned {}, expected true", shown(other)),
             ),
             Err(err) => report.push(&check.name, false, format!("query failed: {err}")),
         }
@@ -143,9 +143,23 @@ pub(crate) async fn run_verify_file(
             .await
         {
             Ok(Some(true)) => {}
-            Ok(other) => return Err(fail(format!("verify returned {other:?}, expected true"))),
+            Ok(other) => {
+                return Err(fail(format!(
+                    "verify returned {}, expected true",
+                    shown(other)
+                )));
+            }
             Err(err) => return Err(fail(err.to_string())),
         }
     }
     Ok(())
+}
+
+/// A check's answer as SQL prints it.
+fn shown(answer: Option<bool>) -> &'static str {
+    match answer {
+        Some(true) => "true",
+        Some(false) => "false",
+        None => "NULL",
+    }
 }
