@@ -115,6 +115,42 @@ pub enum Command {
     Emulate(EmulateArgs),
     /// Post or update the plan as a sticky PR comment and set a commit status.
     Comment(CommentArgs),
+    /// Show how a client's live schema differs from the one recorded after its last run;
+    /// without CLIENT, which clients differ from the others at the same schema version.
+    Drift(DriftArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DriftArgs {
+    #[command(subcommand)]
+    pub action: Option<DriftAction>,
+    /// The client to check (default: compare the whole fleet).
+    pub client: Option<String>,
+    /// The fleet directory; `--fleet` alone compares the whole fleet in $STEWARD_FLEET
+    /// (default ./fleet).
+    #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "DIR")]
+    pub fleet: Option<String>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+    pub format: OutputFormat,
+}
+
+impl DriftArgs {
+    /// `--fleet DIR`, else `$STEWARD_FLEET`, else `./fleet`.
+    pub fn fleet_dir(&self) -> PathBuf {
+        self.fleet
+            .clone()
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("STEWARD_FLEET").map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("./fleet"))
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DriftAction {
+    /// Record the client's live schema as the reference (a person reviewed it), on record.
+    Accept(ClientArgs),
 }
 
 #[derive(Debug, Args)]
@@ -174,7 +210,9 @@ pub struct MigrateArgs {
     /// Print the SQL that would run and the lint findings; touch nothing.
     #[arg(long, conflicts_with = "rehearse")]
     pub dry_run: bool,
-    /// Run the pending migrations and their verify files in a transaction, then roll back.
+    /// Run the pending migrations and verify checks on a scratch copy of the latest backup
+    /// (spec.rehearsal.url, else the client's server), report each one's duration, locks
+    /// and rows, then drop the copy. Production is never locked.
     #[arg(long)]
     pub rehearse: bool,
     /// How long to retry for the migration lock before refusing.

@@ -131,6 +131,8 @@ mod tests {
             identity: IdentityObserved::Matches,
             current: Some("2024_01_01_001".parse().expect("version")),
             rows: vec![],
+            drift: None,
+            has_reference: false,
         }
     }
 

@@ -227,6 +227,11 @@ async fn run_steps(
         &event(runner, plan, "apply", EventKind::Started),
     )
     .await?;
+    if let Some(rehearsal) = &plan.rehearsal {
+        let mut e = event(runner, plan, "rehearse", EventKind::Succeeded);
+        super::rehearsal::describe(&mut e, rehearsal);
+        record::append(session.connection(), &e).await?;
+    }
     if let Some(on_start) = &runner.on_start {
         on_start(plan);
     }

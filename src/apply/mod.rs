@@ -10,6 +10,7 @@ pub mod desired;
 mod execute;
 mod observe;
 pub mod record;
+pub mod rehearsal;
 pub mod undo;
 
 pub use cache::SchemaCache;

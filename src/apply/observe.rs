@@ -11,7 +11,7 @@ use super::ApplyError;
 use super::cache::{self, SchemaCache};
 use super::desired::{self, DesiredError, EnvValues};
 use crate::github::{GithubAuth, GithubClient, Repo};
-use crate::manifest::{Client, CodeVersion, Fleet};
+use crate::manifest::{Client, CodeVersion, Fleet, RehearsePolicy};
 use crate::migrations::{Version, lint};
 use crate::plan::{self, Context, Desired, LintSummary, Mode, Observed, Plan};
 use crate::postgres;
@@ -149,6 +149,16 @@ pub async fn resolve_code(fleet: &Fleet, client: &Client) -> Result<String, Appl
     Ok(sha)
 }
 
+/// `policy.rehearse: required`, migrations to run up, and a database that is this
+/// client's and clean (otherwise the plan is blocked anyway, and the copy would be too).
+fn needs_rehearsal(client: &Client, schema: &plan::SchemaObserved) -> bool {
+    let target = &client.config.database.schema_version;
+    client.config.policy.rehearse == RehearsePolicy::Required
+        && schema.current.as_ref().is_none_or(|c| c < target)
+        && schema.identity == plan::IdentityObserved::Matches
+        && schema.unfinished.is_empty()
+}
+
 /// Observe (read-only) and plan one client.
 pub async fn prepare(
     fleet: &Fleet,
@@ -203,11 +213,18 @@ pub async fn prepare(
             version: b.version(),
             created_at: b.created_at,
         });
+    let rehearsal = if needs_rehearsal(client, &schema_observed) {
+        let current = schema_observed.current.clone();
+        Some(super::rehearsal::rehearse_for_plan(fleet, client, &url, current.as_ref()).await?)
+    } else {
+        None
+    };
     let observed = Observed {
         schema: schema_observed,
         code: observation.code,
         env: observation.env,
         failure,
+        rehearsal,
     };
     let ctx = Context {
         now: Utc::now(),

@@ -11,7 +11,7 @@ use crate::cli::AdoptArgs;
 use crate::exit::{Exit, Refused};
 use crate::migrations::Version;
 use crate::output::Printer;
-use crate::postgres::{self, Session};
+use crate::postgres::{self, Session, drift::Reason};
 
 pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
@@ -65,6 +65,20 @@ pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
             checked.record.len()
         ));
     }
+    // The schema as adopted is the reference drift is measured against from now on.
+    let who = actor();
+    let current = session.current_version().await.map_err(pg)?;
+    session
+        .record_schema(
+            current.as_ref(),
+            Reason::Adopt,
+            postgres::Actor {
+                name: &who,
+                revision: None,
+            },
+        )
+        .await
+        .map_err(pg)?;
     session.close().await;
     Ok(Exit::Success)
 }

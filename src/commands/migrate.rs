@@ -3,12 +3,15 @@
 use anyhow::{Result, bail};
 
 use super::support::{actor, database_url, fleet_revision, load_client, pg};
+use crate::apply;
 use crate::cli::MigrateArgs;
 use crate::exit::{Exit, Refused};
-use crate::manifest::{Client, DestructivePolicy};
+use crate::manifest::{Client, DestructivePolicy, Fleet};
 use crate::migrations::{Version, lint, summarize};
 use crate::output::Printer;
+use crate::plan::rehearsal;
 use crate::postgres::{self, Actor, Direction, RunPath, Session, path};
+use crate::secret::Secret;
 
 pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
@@ -38,6 +41,10 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         return Ok(Exit::Success);
     }
 
+    if args.rehearse {
+        return rehearse(&fleet, &client, &url, &target, printer).await;
+    }
+
     let mut session = Session::open(
         &name,
         &url,
@@ -53,26 +60,6 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         name: &who,
         revision: revision.as_deref(),
     };
-
-    if args.rehearse {
-        let rehearsal = session
-            .rehearse(&fleet.catalog, &target)
-            .await
-            .map_err(pg)?;
-        session.close().await;
-        let mut out = format!(
-            "{name}: rehearsal ran {} migration(s) and rolled back; nothing changed\n",
-            rehearsal.timings.len()
-        );
-        for (version, took) in rehearsal.timings {
-            out.push_str(&format!("  {version}: {} ms\n", took.as_millis()));
-        }
-        for (version, why) in rehearsal.skipped {
-            out.push_str(&format!("  {version}: skipped ({why})\n"));
-        }
-        printer.out(out);
-        return Ok(Exit::Success);
-    }
 
     // An early return drops the session, which releases the lock.
     let rows = session.latest_rows().await.map_err(pg)?;
@@ -96,6 +83,52 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         ));
     }
     Ok(Exit::Success)
+}
+
+/// `--rehearse`: on a scratch copy of the latest backup, never on production. Exit 3
+/// when the rehearsal failed or broke `policy.maxLockTime`, as a plan would be blocked.
+async fn rehearse(
+    fleet: &Fleet,
+    client: &Client,
+    url: &Secret,
+    target: &Version,
+    printer: &Printer,
+) -> Result<Exit> {
+    let name = &client.config.name;
+    let (state, _) = postgres::observe(name, url, &client.config.database)
+        .await
+        .map_err(pg)?;
+    if state.current.as_ref().is_some_and(|c| c >= target) {
+        printer.out(format!(
+            "{name}: nothing to rehearse: the database is at {}, the target {target}",
+            state
+                .current
+                .as_ref()
+                .map_or(String::new(), ToString::to_string)
+        ));
+        return Ok(Exit::Success);
+    }
+    let result =
+        apply::rehearsal::rehearse_now(fleet, client, url, state.current.as_ref(), target).await;
+    let rehearsal = match result {
+        Ok(r) => r,
+        Err(err) if err.is_refusal() => bail!(Refused(err.to_string())),
+        Err(err) => return Err(err.into()),
+    };
+    let mut out = format!("{name}: {}\n", rehearsal.headline());
+    for m in &rehearsal.migrations {
+        out.push_str(&format!("  {m}\n"));
+    }
+    let blocks = rehearsal::blocks(&rehearsal, client.config.policy.max_lock_time);
+    for block in &blocks {
+        out.push_str(&format!("blocked: {block}\n"));
+    }
+    printer.out(out);
+    Ok(if blocks.is_empty() {
+        Exit::Success
+    } else {
+        Exit::Refused
+    })
 }
 
 /// Under `policy.destructive: deny`, refuse a run with destructive SQL: going up, what

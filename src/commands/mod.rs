@@ -6,6 +6,7 @@ mod apply;
 mod backup;
 mod comment;
 mod demo;
+mod drift;
 mod emulate;
 mod history;
 mod lint;
@@ -56,6 +57,7 @@ pub async fn run(cli: Cli) -> Exit {
         Command::Comment(args) => comment::run(args, &printer).await,
         Command::Run(args) => run::run(args, &printer).await,
         Command::Demo(args) => demo::run(args, &printer).await,
+        Command::Drift(args) => drift::run(args, &printer).await,
     };
     match result {
         Ok(exit) => exit,

@@ -315,6 +315,8 @@ mod tests {
             blocks: vec![],
             lint: vec![],
             notes: vec![],
+            rehearsal: None,
+            drift: vec![],
             hash: "0123456789abcdef".into(),
         }
     }

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::schedule::Schedule;
 use super::types::{
-    ApplyPolicy, BackupPolicy, Check, DestructivePolicy, EnvValue, IrreversiblePolicy,
-    RollbackPolicy,
+    ApplyPolicy, BackupPolicy, Check, DestructivePolicy, DriftPolicy, EnvValue, IrreversiblePolicy,
+    RehearsePolicy, RollbackPolicy,
 };
 use crate::migrations::Version;
 use crate::secret::SecretRef;
@@ -26,6 +26,8 @@ pub struct ClientConfig {
     pub env: BTreeMap<String, EnvValue>,
     pub schedule: Schedule,
     pub policy: Policy,
+    /// The server rehearsals create their scratch database on (None: the client's own).
+    pub rehearsal_url: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +117,12 @@ pub struct Policy {
     pub health: Health,
     /// Default block: a downgrade through an irreversible migration needs a person.
     pub irreversible: IrreversiblePolicy,
+    /// Default skip: a rehearsal costs a backup and a restore.
+    pub rehearse: RehearsePolicy,
+    /// Default none: no limit on how long a rehearsal may hold ACCESS EXCLUSIVE.
+    pub max_lock_time: Option<Duration>,
+    /// Default block: nobody reviewed a schema changed by hand.
+    pub drift: DriftPolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +138,9 @@ impl Default for Policy {
             apply: ApplyPolicy::Manual,
             destructive: DestructivePolicy::Deny,
             irreversible: IrreversiblePolicy::Block,
+            rehearse: RehearsePolicy::Skip,
+            max_lock_time: None,
+            drift: DriftPolicy::Block,
             backup: BackupPolicy::Required,
             rollback: RollbackPolicy::Auto,
             bake: Duration::from_secs(15 * 60),

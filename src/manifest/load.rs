@@ -13,7 +13,7 @@ use super::config::{ClientConfig, CodeConfig, CodeVersion, DatabaseConfig, Healt
 use super::diagnostic::{Diagnostic, Position, nearest};
 use super::schedule::{Schedule, Window, parse_timezone};
 use super::schema::{self, Kind};
-use super::types::{ClientManifest, ClientSpec, EnvValue, FleetManifest};
+use super::types::{ClientManifest, ClientSpec, EnvValue, FleetManifest, RehearsePolicy};
 use super::yaml::{self, Document, Spans};
 use crate::migrations::{Catalog, Version};
 use crate::secret::SecretRef;
@@ -595,6 +595,24 @@ fn resolve_client(
             d
         }));
     }
+    if let Some(url) = spec.rehearsal.as_ref().and_then(|r| r.url.as_ref()) {
+        let (path, at) = ctx.locate("/rehearsal/url");
+        let mut found = Vec::new();
+        check_secret(
+            path,
+            &Spans::default(),
+            "",
+            &url.env,
+            ctx.options,
+            &mut found,
+        );
+        out.extend(found.into_iter().map(|mut d| {
+            d.line = at.line;
+            d.column = at.column;
+            d.field = "spec.rehearsal.url".to_owned();
+            d
+        }));
+    }
     let schema_version = match &db.schema_version {
         None => {
             out.push(ctx.missing("/database/schemaVersion"));
@@ -711,7 +729,16 @@ fn resolve_client(
         bake: p.bake.map_or(defaults.bake, |b| b.get()),
         health,
         irreversible: p.irreversible.unwrap_or(defaults.irreversible),
+        rehearse: p.rehearse.unwrap_or(defaults.rehearse),
+        max_lock_time: p.max_lock_time.map(|t| t.get()),
+        drift: p.drift.unwrap_or(defaults.drift),
     };
+    if policy.max_lock_time.is_some() && policy.rehearse != RehearsePolicy::Required {
+        out.push(ctx.error(
+            "/policy/maxLockTime",
+            "policy.maxLockTime is measured by a rehearsal: set policy.rehearse: required too",
+        ));
+    }
 
     let verify = db.verify.clone().unwrap_or_default();
     let config = ClientConfig {
@@ -737,6 +764,7 @@ fn resolve_client(
             urgent: sched.urgent.unwrap_or(false),
         },
         policy,
+        rehearsal_url: spec.rehearsal.as_ref().and_then(|r| r.url.clone()),
     };
     Some(Client {
         file: file.clone(),

@@ -233,6 +233,19 @@ pub struct ClientSpec {
     pub schedule: Option<ScheduleSpec>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<PolicySpec>,
+    /// Where rehearsals run (`steward migrate --rehearse`, `policy.rehearse: required`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<RehearsalSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RehearsalSpec {
+    /// A Postgres server URL (its database part is where steward connects to create and
+    /// drop the scratch database), as a secret reference. Default: the client's own
+    /// server, when its role may create databases.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<SecretRef>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -339,6 +352,36 @@ pub struct PolicySpec {
     /// `restore` the latest backup, when it was taken at the target version.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub irreversible: Option<IrreversiblePolicy>,
+    /// `required`: rehearse pending migrations on a scratch copy of the latest backup
+    /// before planning them; a failed rehearsal blocks the plan. Default `skip`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehearse: Option<RehearsePolicy>,
+    /// Block a plan whose rehearsal held an ACCESS EXCLUSIVE lock on an existing table
+    /// longer than this (`2s`). Needs `rehearse: required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_lock_time: Option<HumanDuration>,
+    /// A live schema that differs from the one recorded after the last run: `block`
+    /// (default) or `warn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<DriftPolicy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum RehearsePolicy {
+    /// Plans are made without a rehearsal (`steward migrate --rehearse` still works).
+    Skip,
+    /// Every plan that migrates up is rehearsed on a scratch copy first.
+    Required,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftPolicy {
+    /// A schema changed by hand blocks the plan until `steward drift accept`.
+    Block,
+    /// A schema changed by hand is shown in the plan, which still runs.
+    Warn,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -38,6 +38,9 @@ pub struct Observed {
     pub env: Vec<ObservedEnv>,
     /// The last failed apply, if the client is in the Failed state.
     pub failure: Option<Failure>,
+    /// The rehearsal of the pending migrations on a scratch copy (`policy.rehearse:
+    /// required`), when migrations are pending.
+    pub rehearsal: Option<super::Rehearsal>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,6 +55,8 @@ pub struct SchemaObserved {
     pub unfinished: Vec<(Version, String)>,
     /// Schema version of the newest backup, if any.
     pub last_backup: Option<BackupObserved>,
+    /// How the live schema differs from the one recorded after the last run, if it does.
+    pub drift: Option<super::Drift>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

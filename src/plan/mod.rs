@@ -4,7 +4,9 @@
 //! `apply --dry-run`, `apply` and the daemon, and lets table tests cover every case.
 
 mod diff;
+pub mod drift;
 mod input;
+pub mod rehearsal;
 pub mod render;
 mod step;
 
@@ -18,14 +20,18 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use diff::env_changes;
+pub use drift::{Drift, SchemaChange, SchemaDescription, SchemaItem};
 pub use input::{
     BackupObserved, CodeObserved, Context, Deployment, Desired, DesiredEnv, Failure,
     IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, SchemaObserved,
 };
+pub use rehearsal::{LockMode, Rehearsal, RehearsalFailure};
 pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo};
 
 use crate::manifest::schedule::WindowState;
-use crate::manifest::{ApplyPolicy, BackupPolicy, DestructivePolicy, IrreversiblePolicy};
+use crate::manifest::{
+    ApplyPolicy, BackupPolicy, DestructivePolicy, DriftPolicy, IrreversiblePolicy,
+};
 use crate::migrations::{Catalog, Version};
 
 /// One client's plan.
@@ -42,6 +48,14 @@ pub struct Plan {
     pub lint: Vec<String>,
     /// Notes a reviewer should read (e.g. sensitive values re-applied from the manifest).
     pub notes: Vec<String>,
+    /// The rehearsal of this plan's migrations on a scratch copy, when one ran. Not in
+    /// the hash: its timings differ from run to run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rehearsal: Option<Rehearsal>,
+    /// How the live schema drifted from the recorded one (a block or, under
+    /// `policy.drift: warn`, a warning).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<SchemaChange>,
     /// sha256 over the steps and the inputs that matter, first 16 hex characters.
     pub hash: String,
 }
@@ -130,6 +144,19 @@ pub enum Block {
     Irreversible { version: Version },
     /// `BEGIN`, `COMMIT`, `SAVEPOINT`... in a script steward runs in its own transaction.
     TransactionControl { version: Version, finding: String },
+    /// The live schema differs from the one recorded after the last run (`policy.drift:
+    /// block`).
+    Drift { changes: Vec<SchemaChange> },
+    /// The rehearsal on a scratch copy failed.
+    RehearsalFailed { failure: RehearsalFailure },
+    /// The rehearsal held ACCESS EXCLUSIVE on an existing table longer than
+    /// `policy.maxLockTime`.
+    LockTooLong {
+        version: Version,
+        tables: Vec<String>,
+        held_ms: u64,
+        limit_ms: u64,
+    },
 }
 
 impl fmt::Display for Block {
@@ -169,7 +196,40 @@ impl fmt::Display for Block {
                 f,
                 "migration {version} has no .down.sql, so the downgrade cannot run; restore a backup with `steward restore`, or set policy.irreversible: restore (it needs a backup taken at the target version)"
             ),
+            Block::Drift { changes } => write!(
+                f,
+                "the schema was changed outside steward since the last run: {}; put it back, or review it and run `steward drift accept`",
+                changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Block::RehearsalFailed { failure } => {
+                write!(f, "the rehearsal on a scratch copy failed: {failure}")
+            }
+            Block::LockTooLong {
+                version,
+                tables,
+                held_ms,
+                limit_ms,
+            } => write!(
+                f,
+                "migration {version} held ACCESS EXCLUSIVE on {} for {} in the rehearsal (policy.maxLockTime {}); reads and writes of that table wait that long in production — split the migration, or run it in a quieter window with a higher limit",
+                tables.join(", "),
+                millis(*held_ms),
+                millis(*limit_ms)
+            ),
         }
+    }
+}
+
+/// `1.25 s`, `300 ms`.
+pub fn millis(ms: u64) -> String {
+    if ms >= 1000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else {
+        format!("{ms} ms")
     }
 }
 
@@ -263,6 +323,23 @@ pub fn plan(
         }
     }
 
+    let drift_changes = drift::changes(schema.drift.as_ref());
+    if !drift_changes.is_empty() {
+        match policy.drift {
+            DriftPolicy::Block => blocks.push(Block::Drift {
+                changes: drift_changes.clone(),
+            }),
+            DriftPolicy::Warn => notes.push(format!(
+                "the schema was changed outside steward (policy.drift: warn, so the plan runs anyway): {}",
+                drift_changes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            )),
+        }
+    }
+
     let target = &config.database.schema_version;
     let current = schema.current.clone();
     let mut schema_steps = Vec::new();
@@ -296,6 +373,9 @@ pub fn plan(
                         finding,
                     });
                 }
+            }
+            if let Some(rehearsal) = &observed.rehearsal {
+                blocks.extend(rehearsal::blocks(rehearsal, policy.max_lock_time));
             }
             schema_steps.push(Step::MigrateUp {
                 from: current.clone(),
@@ -491,6 +571,8 @@ pub fn plan(
         blocks,
         lint: lint_lines,
         notes,
+        rehearsal: observed.rehearsal.clone(),
+        drift: drift_changes,
         hash,
     }
 }

@@ -168,6 +168,15 @@ pub fn text(report: &Report, color: bool) -> String {
         for (i, step) in plan.steps.iter().enumerate() {
             let _ = writeln!(out, "  {:>2}. {step}", i + 1);
         }
+        if let Some(rehearsal) = &plan.rehearsal {
+            let _ = writeln!(out, "  {}", rehearsal.headline());
+            for m in &rehearsal.migrations {
+                let _ = writeln!(out, "      {m}");
+            }
+        }
+        for change in &plan.drift {
+            let _ = writeln!(out, "  drift: {change}");
+        }
         for hold in &plan.holds {
             let _ = writeln!(out, "  {} {hold}", paint(color, "hold:", Style::Yellow));
         }
@@ -254,6 +263,15 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
         for change in &plan.changes.env {
             let _ = writeln!(out, "\n- env `{}`: {}", change.key, change);
         }
+        if let Some(rehearsal) = &plan.rehearsal {
+            rehearsal_markdown(&mut out, rehearsal);
+        }
+        if !plan.drift.is_empty() {
+            let _ = writeln!(out, "\n**Schema drift** (changed outside steward)\n");
+            for change in &plan.drift {
+                let _ = writeln!(out, "- {}", escape_cell(&change.to_string()));
+            }
+        }
         if !plan.lint.is_empty() {
             let _ = writeln!(out, "\n**Lint**\n");
             for line in &plan.lint {
@@ -292,6 +310,31 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
     out
 }
 
+fn rehearsal_markdown(out: &mut String, rehearsal: &super::Rehearsal) {
+    let _ = writeln!(out, "\n**Rehearsal**: {}\n", rehearsal.headline());
+    if !rehearsal.migrations.is_empty() {
+        let _ = writeln!(
+            out,
+            "| Migration | Duration | Strongest lock | Held | Rows |"
+        );
+        let _ = writeln!(out, "|---|---|---|---|---|");
+        for m in &rehearsal.migrations {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | {} | {} | {} |",
+                m.version,
+                super::millis(m.duration_ms),
+                escape_cell(&m.lock_text()),
+                m.held_text(),
+                m.rows
+            );
+        }
+    }
+    if let Some(failure) = &rehearsal.failure {
+        let _ = writeln!(out, "\n⛔ {}", escape_cell(&failure.to_string()));
+    }
+}
+
 fn escape_cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
@@ -319,6 +362,8 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
                 "blocks": plan.blocks.iter().map(|b| json!({"block": b, "reason": b.to_string()})).collect::<Vec<_>>(),
                 "lint": plan.lint,
                 "notes": plan.notes,
+                "rehearsal": plan.rehearsal,
+                "drift": plan.drift.iter().map(|c| json!({"change": c, "description": c.to_string()})).collect::<Vec<_>>(),
             })
         })
         .collect();

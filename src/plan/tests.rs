@@ -81,6 +81,7 @@ fn config() -> ClientConfig {
             bake: Duration::from_secs(60),
             ..Policy::default()
         },
+        rehearsal_url: None,
     }
 }
 
@@ -131,6 +132,7 @@ fn converged() -> (Desired, Observed) {
             seen("STRIPE_KEY", "fp-key1", true),
         ],
         failure: None,
+        rehearsal: None,
     };
     (desired, observed)
 }

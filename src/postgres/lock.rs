@@ -36,6 +36,8 @@ pub struct LockHolder {
 pub struct Session {
     pub(crate) conn: PgConnection,
     pub(crate) client: String,
+    /// Set while rehearsing on a scratch copy: measures what each migration does.
+    pub(crate) probe: Option<super::rehearse::Probe>,
 }
 
 impl Session {
@@ -87,6 +89,7 @@ impl Session {
         let mut session = Session {
             conn,
             client: client.to_owned(),
+            probe: None,
         };
         if !adopting {
             session.check_identity(pinned).await?;

@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::{PgDatabaseError, PgErrorPosition};
 
 use super::PgError;
+use super::drift::Reason;
 use super::lock::Session;
 use super::path::{self, Direction, RunPath};
 use super::progress::{Progress, Stopped};
+use super::rehearse::Probe;
 use super::versions::{self, NewRow, Row, Status};
 use crate::migrations::{Catalog, Migration, Script, Version, split};
 
@@ -24,13 +26,6 @@ pub struct MigrateReport {
     pub to: Option<Version>,
     pub versions: Vec<Version>,
     pub elapsed: Duration,
-}
-
-/// A rehearsal's timings: each migration and verify file, run and rolled back.
-#[derive(Debug, Clone, Default)]
-pub struct Rehearsal {
-    pub timings: Vec<(Version, Duration)>,
-    pub skipped: Vec<(Version, String)>,
 }
 
 /// Who and what a run is recorded under.
@@ -156,43 +151,12 @@ impl Session {
         report
             .versions
             .extend(batch.iter().map(|m| m.version.clone()));
+        if !report.versions.is_empty() {
+            self.record_schema(report.to.as_ref(), Reason::Migrate, actor)
+                .await?;
+        }
         report.elapsed = started.elapsed();
         Ok(report)
-    }
-
-    /// Run the pending migrations and their verify files in a transaction, then roll it
-    /// back: errors and timings, and no change to data.
-    pub async fn rehearse(
-        &mut self,
-        catalog: &Catalog,
-        to: &Version,
-    ) -> Result<Rehearsal, PgError> {
-        let rows = self.latest_rows().await?;
-        let path = path::up(&self.client, catalog, &rows, to)?;
-        let mut rehearsal = Rehearsal::default();
-        self.exec("BEGIN").await?;
-        let result = async {
-            for &m in &path.migrations {
-                if m.no_transaction {
-                    rehearsal.skipped.push((
-                        m.version.clone(),
-                        "no-transaction migrations cannot run inside a rehearsal transaction"
-                            .to_owned(),
-                    ));
-                    continue;
-                }
-                let t0 = Instant::now();
-                self.exec_script(m, &m.up).await?;
-                if let Some(verify) = &m.verify {
-                    super::verify::run_verify_file(&mut self.conn, &self.client, m, verify).await?;
-                }
-                rehearsal.timings.push((m.version.clone(), t0.elapsed()));
-            }
-            Ok::<_, PgError>(())
-        }
-        .await;
-        self.exec("ROLLBACK").await?;
-        result.map(|()| rehearsal)
     }
 
     /// Restore `file` (the guide's "restore from backup"), check the identity again, and
@@ -223,7 +187,20 @@ impl Session {
                 .await?;
             undone.push(row.version.clone());
         }
+        let now = self.current_version().await?;
+        self.record_schema(now.as_ref(), Reason::Restore, actor)
+            .await?;
         Ok(undone)
+    }
+
+    /// Record the live schema as the reference drift is measured against.
+    pub async fn record_schema(
+        &mut self,
+        version: Option<&Version>,
+        reason: Reason,
+        actor: Actor<'_>,
+    ) -> Result<(), PgError> {
+        super::drift::record(&mut self.conn, &self.client, version, reason, actor.name).await
     }
 
     /// Record a version's status by hand (`steward repair`, or after a restore).
@@ -269,7 +246,11 @@ impl Session {
             return Ok(());
         }
         let status = direction.done();
+        let probe = self.probe.is_some();
         let mut sql = String::from("BEGIN;\n");
+        if probe {
+            sql.push_str(&Probe::batch_begin());
+        }
         for m in batch {
             let _ = write!(
                 sql,
@@ -285,6 +266,12 @@ impl Session {
                 quote(actor.name),
                 opt(actor.revision),
             );
+            if probe {
+                sql.push_str(&Probe::after(&m.version));
+            }
+        }
+        if probe {
+            sql.push_str(&Probe::batch_end());
         }
         sql.push_str("COMMIT;");
         if let Err(err) = sqlx::raw_sql(&sql).execute(&mut self.conn).await {
@@ -335,9 +322,9 @@ impl Session {
         m: &Migration,
         script: &Script,
         statement: &split::Statement,
-    ) -> Result<(), PgError> {
+    ) -> Result<u64, PgError> {
         match sqlx::raw_sql(&statement.sql).execute(&mut self.conn).await {
-            Ok(_) => Ok(()),
+            Ok(done) => Ok(done.rows_affected()),
             Err(err) => Err(self.migration_error(m, script, statement, err)),
         }
     }
@@ -406,7 +393,12 @@ impl Session {
         let started = Instant::now();
         let statements = split::split(&script.sql);
         for (done, statement) in statements.iter().enumerate() {
-            if let Err(error) = self.exec_statement(m, script, statement).await {
+            let watch = self.probe.as_ref().map(Probe::watch);
+            let result = self.exec_statement(m, script, statement).await;
+            if let (Some(probe), Some(watch), Ok(rows)) = (self.probe.as_mut(), watch, &result) {
+                probe.statement_done(&m.version, watch, *rows).await;
+            }
+            if let Err(error) = result {
                 // The migration's error is the one to show; the `in_progress` row already
                 // blocks the next run if this record is lost.
                 if let Err(record) =

@@ -1,6 +1,7 @@
 //! Observing a client database for planning: read-only, no lock, one connection and two
-//! round trips — which of steward's tables exist, then everything from them in one
-//! statement. The daemon does this for every client on every pass, so it must be cheap.
+//! round trips — which of steward's tables exist, then everything from them (and the
+//! schema's drift from its recorded fingerprint) in one statement. The daemon does this
+//! for every client on every pass, so it must be cheap.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row as _};
@@ -10,7 +11,7 @@ use super::identity::{Identity, judge};
 use super::{PgError, versions};
 use crate::manifest::DatabaseConfig;
 use crate::migrations::Version;
-use crate::plan::{Failure, IdentityObserved, SchemaObserved};
+use crate::plan::{Drift, Failure, IdentityObserved, SchemaObserved};
 use crate::secret::Secret;
 
 /// What is live in the schema, shaped for the planner.
@@ -19,6 +20,10 @@ pub struct SchemaState {
     pub identity: IdentityObserved,
     pub current: Option<Version>,
     pub rows: Vec<versions::Row>,
+    /// How the live schema differs from the one recorded after the last run.
+    pub drift: Option<Drift>,
+    /// Whether a schema fingerprint was ever recorded (drift is unknown without one).
+    pub has_reference: bool,
 }
 
 impl SchemaState {
@@ -42,6 +47,7 @@ impl SchemaState {
                 .map(|r| (r.version.clone(), r.status.clone()))
                 .collect(),
             last_backup: None,
+            drift: self.drift.clone(),
         }
     }
 }
@@ -69,6 +75,7 @@ pub async fn observe_on(
         "SELECT to_regclass('steward_identity') IS NOT NULL AS identity,
                 to_regclass('system_versions') IS NOT NULL AS versions,
                 to_regclass('steward_events') IS NOT NULL AS events,
+                to_regclass('steward_schema') IS NOT NULL AS schema,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('system_versions') AND attname = 'checksum' AND NOT attisdropped) AS checksum",
     )
     .fetch_one(&mut *conn)
@@ -80,6 +87,7 @@ pub async fn observe_on(
         row.get("events"),
         row.get("checksum"),
     );
+    let has_reference: bool = row.get("schema");
 
     // Round trip 2: one statement, one row shape: (kind, a, b, c, at).
     let mut parts = Vec::new();
@@ -103,9 +111,13 @@ pub async fn observe_on(
                 .to_owned(),
         );
     }
+    if has_reference {
+        parts.push(super::drift::observation_part());
+    }
     let mut identity = None;
     let mut rows = Vec::new();
     let mut failure = None;
+    let mut drift = None;
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
         for row in sqlx::query(&sql)
@@ -138,6 +150,9 @@ pub async fn observe_on(
                         applied_at: at.unwrap_or_default(),
                     });
                 }
+                "schema" => {
+                    drift = super::drift::drift_from_row(client, a, b, c.as_deref(), at)?;
+                }
                 _ => {
                     let outcome = a.unwrap_or_default();
                     if matches!(outcome.as_str(), "failed" | "rolled_back") {
@@ -166,6 +181,8 @@ pub async fn observe_on(
         identity: judge(identity.as_ref(), client, database.identity),
         current: versions::current(&rows),
         rows,
+        drift,
+        has_reference,
     };
     Ok((state, failure))
 }
