@@ -220,7 +220,7 @@ async fn an_applied_plan_records_its_rehearsal_figures_and_runs_every_kind_of_mi
     let migrations = migrations_with(&[
         (
             "2025_03_01_001_touch.up.sql",
-            "update accounts set plan = 'pro';\n",
+            "update accounts set plan = 'pro' where plan = 'free';\n",
         ),
         (
             "2025_03_01_002_plan_index.up.sql",

@@ -192,7 +192,12 @@ fn statement_at(catalog: &Catalog, file: &std::path::Path, line: usize) -> Optio
         .into_iter()
         .take_while(|s| s.line <= line)
         .last()?;
-    let first = statement.sql.lines().next().unwrap_or_default().trim();
+    let first = statement
+        .sql
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with("--"))
+        .unwrap_or_default();
     Some(if first.chars().count() > 120 {
         format!("{}…", first.chars().take(120).collect::<String>())
     } else {
