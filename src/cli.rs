@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+pub use crate::status::Phase;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "steward",
@@ -157,6 +159,7 @@ pub enum DriftAction {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Output as text for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
     /// Treat secret references whose variable is unset as errors, not warnings.
@@ -175,6 +178,7 @@ pub struct SchemaArgs {
 pub struct LintArgs {
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Output as text for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -224,6 +228,8 @@ pub struct MigrateArgs {
 pub struct VerifyArgs {
     #[command(flatten)]
     pub target: ClientArgs,
+    /// Fail unless the database is at this schema version (the guide's
+    /// verify-after-migration --expected-version).
     #[arg(long)]
     pub expected_version: Option<String>,
 }
@@ -232,8 +238,11 @@ pub struct VerifyArgs {
 pub struct RepairArgs {
     #[command(flatten)]
     pub target: ClientArgs,
+    /// The migration version whose in_progress or failed row to resolve.
     #[arg(long)]
     pub version: String,
+    /// What really happened to it: `applied` (it ran to the end) or `rolled-back` (it
+    /// left no trace). Look at the database before choosing.
     #[arg(long, value_enum)]
     pub mark: RepairMark,
 }
@@ -250,6 +259,13 @@ pub struct StatusArgs {
     pub clients: Vec<String>,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Only clients of this rollout wave (a name from the fleet's `spec.waves`).
+    #[arg(long)]
+    pub wave: Option<String>,
+    /// Only clients in this phase.
+    #[arg(long, value_enum)]
+    pub phase: Option<Phase>,
+    /// Output as text for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
@@ -258,8 +274,10 @@ pub struct StatusArgs {
 pub struct HistoryArgs {
     #[command(flatten)]
     pub target: ClientArgs,
+    /// Output as text for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
+    /// Show at most this many records, newest first.
     #[arg(long, default_value_t = 20)]
     pub limit: u32,
 }
@@ -270,6 +288,7 @@ pub struct PlanArgs {
     pub clients: Vec<String>,
     #[command(flatten)]
     pub fleet: FleetArgs,
+    /// Output as text, markdown (for PR comments) or JSON (docs/plan-json.md).
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
     /// Exit 2 when the plan has changes (0 none, 1 error, 3 blocked).
@@ -397,6 +416,7 @@ pub enum EmulatedApi {
 
 #[derive(Debug, Args)]
 pub struct EmulateVercelArgs {
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4010")]
     pub listen: String,
     /// The bearer token the emulator accepts.
@@ -415,6 +435,7 @@ pub struct EmulateVercelArgs {
 
 #[derive(Debug, Args)]
 pub struct EmulateGithubArgs {
+    /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:4020")]
     pub listen: String,
     /// The token the emulator accepts.

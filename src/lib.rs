@@ -18,5 +18,7 @@ pub mod migrations;
 pub mod output;
 pub mod plan;
 pub mod postgres;
+pub mod progress;
 pub mod secret;
+pub mod status;
 pub mod vercel;

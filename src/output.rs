@@ -2,6 +2,8 @@
 //! through `tracing`. Keeping the two apart means `--format json` stays parseable and
 //! logs never mix into a plan that CI posts as a PR comment.
 
+pub mod table;
+
 use std::io::{self, IsTerminal, Write};
 
 use tracing_subscriber::EnvFilter;
@@ -11,7 +13,7 @@ use crate::cli::{GlobalArgs, LogFormat};
 /// Install the tracing subscriber: logs go to stderr, filtered by `RUST_LOG`
 /// (default `warn`), as text or JSON lines.
 pub fn init_logging(global: &GlobalArgs) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
@@ -20,6 +22,22 @@ pub fn init_logging(global: &GlobalArgs) {
         LogFormat::Text => builder.with_ansi(io::stderr().is_terminal()).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// `RUST_LOG` (default `warn`), with the server's notices that sqlx logs as warnings
+/// (`there is no transaction in progress`) kept out unless `RUST_LOG` names sqlx itself:
+/// steward reports what went wrong in its own words, and a stray driver line in the
+/// middle of a plan says nothing an operator can act on.
+fn log_filter(rust_log: Option<&str>) -> EnvFilter {
+    let spec = rust_log.filter(|s| !s.trim().is_empty()).unwrap_or("warn");
+    let filter = EnvFilter::try_new(spec).unwrap_or_else(|_| EnvFilter::new("warn"));
+    if spec.contains("sqlx") {
+        return filter;
+    }
+    match "sqlx::postgres::notice=error".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    }
 }
 
 /// Writes what a person or a script asked for to stdout, and notes to stderr.

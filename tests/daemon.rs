@@ -156,7 +156,19 @@ async fn the_status_server_serves_health_readiness_status_and_prometheus_metrics
         .text()
         .await
         .expect("text");
-    assert!(page.contains("<td>shop</td>"), "{page}");
+    assert!(
+        page.contains("data-page=\"fleet\""),
+        "the dashboard: {page}"
+    );
+    let fleet: serde_json::Value = http
+        .get(format!("http://{addr}/api/fleet"))
+        .send()
+        .await
+        .expect("fleet")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(fleet["clients"][0]["name"], "shop", "{fleet}");
     let metrics = http
         .get(format!("http://{addr}/metrics"))
         .send()

@@ -19,24 +19,21 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
 
 use crate::manifest::DatabaseConfig;
 use crate::plan::Failure;
 use crate::postgres::SchemaState;
 use crate::secret::Secret;
 
-static LIVE: AtomicU64 = AtomicU64::new(0);
-static CACHED: AtomicU64 = AtomicU64::new(0);
-
-/// Database observations made by this process so far: (live, served from the cache).
-pub fn observations() -> (u64, u64) {
-    (LIVE.load(Ordering::Relaxed), CACHED.load(Ordering::Relaxed))
-}
-
-pub(crate) fn count_live() {
-    LIVE.fetch_add(1, Ordering::Relaxed);
+/// Counts of database observations, live or served from the cache, for the daemon's
+/// `steward_database_observations_total{source}` (the daemon owns the registry).
+#[derive(Debug, Clone, Default)]
+pub struct ObservationCounters {
+    pub live: Counter,
+    pub cached: Counter,
 }
 
 /// Last live observations of converged clients, each good for `max_age`.
@@ -44,6 +41,7 @@ pub(crate) fn count_live() {
 pub struct SchemaCache {
     max_age: Duration,
     entries: Mutex<HashMap<String, Entry>>,
+    counters: ObservationCounters,
 }
 
 #[derive(Debug)]
@@ -68,7 +66,19 @@ impl SchemaCache {
         SchemaCache {
             max_age,
             entries: Mutex::new(HashMap::new()),
+            counters: ObservationCounters::default(),
         }
+    }
+
+    /// Count observations into these counters (the daemon's metrics).
+    pub fn with_counters(mut self, counters: ObservationCounters) -> Self {
+        self.counters = counters;
+        self
+    }
+
+    /// A client's database was looked at live.
+    pub(crate) fn count_live(&self) {
+        self.counters.live.inc();
     }
 
     /// The last observation of `client`, when it is still good for `key`.
@@ -77,7 +87,7 @@ impl SchemaCache {
         let entry = entries
             .get(client)
             .filter(|e| e.key == key && e.at.elapsed() < self.max_age)?;
-        CACHED.fetch_add(1, Ordering::Relaxed);
+        self.counters.cached.inc();
         Some((entry.schema.clone(), entry.failure.clone()))
     }
 

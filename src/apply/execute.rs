@@ -22,6 +22,10 @@ pub type OnStep = Arc<dyn Fn(&str, &Step, StepEvent) + Send + Sync>;
 /// Called when a plan is about to run (the daemon's before-update notification).
 pub type OnStart = Arc<dyn Fn(&Plan) + Send + Sync>;
 
+/// Called with the first look at a client, before anything runs (the dashboard's
+/// desired-beside-live view).
+pub type OnObserved = Arc<dyn Fn(&Prepared) + Send + Sync>;
+
 /// Settings for one run.
 #[derive(Clone)]
 pub struct Runner {
@@ -37,6 +41,8 @@ pub struct Runner {
     pub on_step: Option<OnStep>,
     /// Called once, under the lock, just before the first step of a plan runs.
     pub on_start: Option<OnStart>,
+    /// Called with every first look at the client, converged or not.
+    pub on_observed: Option<OnObserved>,
     pub wave_blocked: Option<String>,
     /// A Vercel client to share across runs (its connection pool with it); built from the
     /// fleet when absent.
@@ -66,6 +72,7 @@ impl Runner {
             stop: None,
             on_step: None,
             on_start: None,
+            on_observed: None,
             wave_blocked: None,
             vercel: None,
             schema_cache: None,
@@ -154,6 +161,9 @@ pub async fn execute(
         )
     };
     let first = look(runner.schema_cache.as_deref()).await?;
+    if let Some(on_observed) = &runner.on_observed {
+        on_observed(&first);
+    }
     if first.plan.steps.is_empty() {
         return Ok(Outcome::Converged(first.plan));
     }

@@ -14,7 +14,7 @@ pub mod rehearsal;
 pub mod undo;
 
 pub use cache::SchemaCache;
-pub use execute::{OnStart, OnStep, Outcome, Runner, StepEvent, execute};
+pub use execute::{OnObserved, OnStart, OnStep, Outcome, Runner, StepEvent, execute};
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
 
 use crate::postgres::PgError;

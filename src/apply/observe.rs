@@ -197,7 +197,9 @@ pub async fn prepare(
     let (schema, failure) = match cached {
         Some(seen) => seen,
         None => {
-            cache::count_live();
+            if let Some(cache) = cache {
+                cache.count_live();
+            }
             postgres::observe(name, &url, &client.config.database).await?
         }
     };

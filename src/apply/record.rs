@@ -10,7 +10,7 @@ use crate::plan::Failure;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
-    #[error("cannot read or write steward_events: {0}")]
+    #[error("cannot read or write steward_events: {}", crate::postgres::explain::explain(.0))]
     Database(#[from] sqlx::Error),
 }
 

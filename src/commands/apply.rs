@@ -2,18 +2,18 @@
 //! (on a terminal, without --yes), then carry it out client by client.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::sync::Arc;
 
 use anyhow::{Result, bail};
 
 use super::support::{actor, fleet_revision};
-use crate::apply::{self, Outcome, Runner, StepEvent};
+use crate::apply::{self, ApplyError, Outcome, Runner};
 use crate::cli::ApplyArgs;
 use crate::exit::{Exit, Refused};
 use crate::manifest::Fleet;
-use crate::output::{Printer, Style};
+use crate::output::Printer;
+use crate::plan::Mode;
 use crate::plan::render::{self, RunOutcome};
-use crate::plan::{Mode, Step};
+use crate::progress::{Progress, Summary};
 
 pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     let fleet = Fleet::load(&args.fleet.fleet)?;
@@ -70,80 +70,92 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     }
     let mut runner = Runner::new(actor(), Mode::Operator);
     runner.revision = fleet_revision(&fleet);
-    let color = printer.color();
-    runner.on_step = Some(Arc::new(
-        move |client: &str, step: &Step, event: StepEvent| {
-            let line = match event {
-                StepEvent::Started => return,
-                StepEvent::Succeeded(took) => format!(
-                    "{client}: {} {step} ({} ms)",
-                    crate::output::paint(color, "✓", Style::Green),
-                    took.as_millis()
-                ),
-                StepEvent::Failed(err) => format!(
-                    "{client}: {} {step}: {err}",
-                    crate::output::paint(color, "✗", Style::Red)
-                ),
-                StepEvent::Undone => format!("{client}: ↶ undone: {}", step.kind()),
-            };
-            eprintln!("{line}");
-        },
-    ));
+    let progress = Progress::clients(runnable, "applying", printer.color());
+    runner.on_step = Some(progress.on_step());
+    let summary = Summary::default();
     let mut exit = Exit::Success;
     for plan in report.plans.iter().filter(|p| p.runnable()) {
         let client = fleet.client(&plan.client)?;
-        match apply::execute(&runner, &fleet, client, Some(&plan.hash)).await {
-            Ok(Outcome::Applied(p)) => {
-                printer.out(format!("{}: applied (plan {})", p.client, p.hash))
+        let outcome = apply::execute(&runner, &fleet, client, Some(&plan.hash)).await;
+        exit = exit.worst(report_outcome(printer, &summary, &plan.client, outcome));
+        progress.advance();
+    }
+    progress.finish();
+    printer.out(summary.render());
+    Ok(exit)
+}
+
+/// Record how one client's run ended in the summary; a failure or an interruption also
+/// says at once what was undone and what to do. Returns the exit code it adds.
+fn report_outcome(
+    printer: &Printer,
+    summary: &Summary,
+    name: &str,
+    outcome: Result<Outcome, ApplyError>,
+) -> Exit {
+    match outcome {
+        Ok(Outcome::Applied(p)) => {
+            summary.add(name, "applied", format!("plan {}", p.hash));
+            Exit::Success
+        }
+        Ok(Outcome::Converged(_)) => {
+            summary.add(name, "unchanged", "already converged");
+            Exit::Success
+        }
+        Ok(Outcome::NotRun(p)) => {
+            let why = p
+                .holds
+                .iter()
+                .map(ToString::to_string)
+                .chain(p.blocks.iter().map(ToString::to_string))
+                .collect::<Vec<_>>()
+                .join("; ");
+            summary.add(name, "not run", why);
+            Exit::Success
+        }
+        Ok(Outcome::Interrupted { after, why, .. }) => {
+            let text = format!(
+                "interrupted: {why} after {after}; the next run continues from what is live"
+            );
+            printer.out(format!("{name}: {text}"));
+            summary.add(name, "interrupted", text);
+            Exit::Changes
+        }
+        Ok(Outcome::Failed {
+            step,
+            error,
+            undo,
+            undo_errors,
+            ..
+        }) => {
+            let mut text = format!("{name}: FAILED at {step}: {error}\n");
+            for (kind, _) in &undo.run {
+                text.push_str(&format!("  undone: {kind}\n"));
             }
-            Ok(Outcome::Converged(p)) => printer.out(format!("{}: already converged", p.client)),
-            Ok(Outcome::NotRun(p)) => printer.out(format!(
-                "{}: not run: {}",
-                p.client,
-                p.holds
-                    .iter()
-                    .map(ToString::to_string)
-                    .chain(p.blocks.iter().map(ToString::to_string))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            )),
-            Ok(Outcome::Interrupted { plan, after, why }) => {
-                printer.out(format!(
-                    "{}: interrupted: {why} after {after}; the next run continues from what is live",
-                    plan.client
-                ));
-                exit = exit.worst(Exit::Changes);
+            for (kind, why) in &undo.kept {
+                text.push_str(&format!("  KEPT: {kind} — {why}\n"));
             }
-            Ok(Outcome::Failed {
-                plan,
-                step,
-                error,
-                undo,
-                undo_errors,
-            }) => {
-                let mut text = format!("{}: FAILED at {step}: {error}\n", plan.client);
-                for (kind, _) in &undo.run {
-                    text.push_str(&format!("  undone: {kind}\n"));
-                }
-                for (kind, why) in &undo.kept {
-                    text.push_str(&format!("  KEPT: {kind} — {why}\n"));
-                }
-                for err in &undo_errors {
-                    text.push_str(&format!("  undo failed: {err}\n"));
-                }
-                text.push_str(&format!("  the client is now Failed: fix the cause and change the manifest, or `steward retry {}`", plan.client));
-                printer.out(text);
-                exit = exit.worst(Exit::Error);
+            for err in &undo_errors {
+                text.push_str(&format!("  undo failed: {err}\n"));
             }
-            Err(err) if err.is_refusal() => {
-                printer.error(err.to_string());
-                exit = exit.worst(Exit::Refused);
-            }
-            Err(err) => {
-                printer.error(err.to_string());
-                exit = exit.worst(Exit::Error);
-            }
+            text.push_str(&format!("  the client is now Failed: fix the cause and change the manifest, or `steward retry {name}`"));
+            printer.out(text);
+            summary.add(
+                name,
+                "FAILED",
+                format!("at {step}; {} step(s) undone", undo.run.len()),
+            );
+            Exit::Error
+        }
+        Err(err) => {
+            printer.error(err.to_string());
+            let refused = err.is_refusal();
+            summary.add(
+                name,
+                if refused { "refused" } else { "error" },
+                err.to_string(),
+            );
+            if refused { Exit::Refused } else { Exit::Error }
         }
     }
-    Ok(exit)
 }

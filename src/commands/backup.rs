@@ -1,13 +1,16 @@
 //! `steward backup CLIENT` and `steward backups CLIENT`.
 
+use std::time::Instant;
+
 use anyhow::Result;
 
 use super::support::{database_url, load_client, pg};
 use crate::cli::ClientArgs;
 use crate::exit::{Exit, Refused};
-use crate::output::Printer;
+use crate::output::{Printer, table};
 use crate::plan::IdentityObserved;
 use crate::postgres::{self, backup};
+use crate::progress::{self, Progress};
 
 pub async fn take(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args)?;
@@ -18,18 +21,21 @@ pub async fn take(args: ClientArgs, printer: &Printer) -> Result<Exit> {
         .map_err(pg)?;
     if state.identity != IdentityObserved::Matches {
         anyhow::bail!(Refused(format!(
-            "client {name}: the database's identity does not match ({:?}); not backing up a database that may not be this client's",
+            "client {name}: the database's identity {}; not backing up a database that may not be this client's (run `steward adopt {name}` if it is)",
             state.identity
         )));
     }
-    let info = backup::take(name, &url, &fleet.backups_dir, state.current.as_ref())
-        .await
-        .map_err(pg)?;
+    let started = Instant::now();
+    let progress = Progress::task(&format!("{name}: backing up"), printer.color());
+    let taken = backup::take(name, &url, &fleet.backups_dir, state.current.as_ref()).await;
+    progress.finish();
+    let info = taken.map_err(pg)?;
     printer.out(format!(
-        "{name}: backup {} at schema {} ({} bytes, sha256 {}), checked readable\n  {}",
+        "{name}: backup {} at schema {} ({} in {}, sha256 {}), checked readable\n  {}",
         info.id,
         info.schema_version.as_deref().unwrap_or("(empty)"),
-        info.size,
+        progress::bytes(info.size),
+        progress::duration(started.elapsed()),
         &info.sha256[..16],
         fleet.backups_dir.join(name).join(&info.file).display()
     ));
@@ -47,19 +53,17 @@ pub async fn list(args: ClientArgs, printer: &Printer) -> Result<Exit> {
         ));
         return Ok(Exit::Success);
     }
-    let mut out = format!(
-        "{:<26} {:<16} {:>12}  {}\n",
-        "ID", "SCHEMA", "BYTES", "CREATED"
-    );
-    for b in backups {
-        out.push_str(&format!(
-            "{:<26} {:<16} {:>12}  {}\n",
-            b.id,
-            b.schema_version.as_deref().unwrap_or("(empty)"),
-            b.size,
-            b.created_at.format("%Y-%m-%d %H:%M:%S UTC")
-        ));
-    }
-    printer.out(out);
+    let rows: Vec<Vec<String>> = backups
+        .iter()
+        .map(|b| {
+            vec![
+                b.id.clone(),
+                b.schema_version.as_deref().unwrap_or("(empty)").to_owned(),
+                progress::bytes(b.size),
+                b.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            ]
+        })
+        .collect();
+    printer.out(table::render(&["ID", "SCHEMA", "SIZE", "CREATED"], &rows));
     Ok(Exit::Success)
 }

@@ -62,7 +62,7 @@ pub async fn run(cli: Cli) -> Exit {
     match result {
         Ok(exit) => exit,
         Err(err) => {
-            printer.error(format!("{err:#}"));
+            printer.error(describe(&err));
             exit_for(&err)
         }
     }
@@ -74,5 +74,45 @@ fn exit_for(err: &anyhow::Error) -> Exit {
         Exit::Refused
     } else {
         Exit::Error
+    }
+}
+
+/// The error and its causes, each said once: many errors already include their source
+/// in their own text (`Vercel 404 not_found: …`), and `{:#}` would repeat it.
+fn describe(err: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in err.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("client shop: Vercel: {source}")]
+    struct Wrapped {
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn a_cause_already_in_the_message_is_printed_once() {
+        let err = anyhow::Error::new(Wrapped {
+            source: std::io::Error::other("Vercel 404 not_found: no such project"),
+        })
+        .context("cannot plan");
+        assert_eq!(
+            describe(&err),
+            "cannot plan: client shop: Vercel: Vercel 404 not_found: no such project"
+        );
     }
 }

@@ -1,7 +1,7 @@
 //! `steward restore CLIENT --backup ID|latest --yes`: the guide's "restore from backup",
 //! then re-check identity, report the restored version, and record what it undid.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
@@ -10,6 +10,7 @@ use crate::cli::RestoreArgs;
 use crate::exit::{Exit, Refused};
 use crate::output::Printer;
 use crate::postgres::{Actor, Session, backup};
+use crate::progress::{self, Progress};
 
 pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
@@ -37,7 +38,16 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
         name: &who,
         revision: revision.as_deref(),
     };
-    let undone: Vec<String> = session
+    let started = Instant::now();
+    let progress = Progress::task(
+        &format!(
+            "{name}: restoring backup {} ({})",
+            info.id,
+            progress::bytes(info.size)
+        ),
+        printer.color(),
+    );
+    let restored = session
         .restore(
             &url,
             &file,
@@ -45,7 +55,9 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
             &fleet.catalog,
             act,
         )
-        .await
+        .await;
+    progress.finish();
+    let undone: Vec<String> = restored
         .map_err(pg)?
         .iter()
         .map(ToString::to_string)
@@ -53,9 +65,10 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     let current = crate::postgres::current_of(&session.latest_rows().await.map_err(pg)?);
     session.close().await;
     printer.out(format!(
-        "{name}: restored backup {} ({}); schema now {}; identity re-checked{}",
+        "{name}: restored backup {} ({}) in {}; schema now {}; identity re-checked{}",
         info.id,
         info.created_at.format("%Y-%m-%d %H:%M UTC"),
+        progress::duration(started.elapsed()),
         current.map_or("(empty)".to_owned(), |v| v.to_string()),
         if undone.is_empty() {
             String::new()

@@ -1,20 +1,37 @@
 //! `steward run`: the daemon. SIGTERM or SIGINT stops new steps, lets the running one
 //! finish (a migration is never abandoned half-way), and exits 0.
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
-use super::support::actor;
+use super::support::daemon_actor;
 use crate::cli::RunArgs;
-use crate::daemon::{self, Settings, Shard};
+use crate::daemon::{self, ClientStatus, Settings, Shard};
 use crate::exit::Exit;
-use crate::output::Printer;
+use crate::manifest::Fleet;
+use crate::output::{Printer, table};
+use crate::progress::Progress;
+use crate::status;
 
 pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
     let shard = match &args.shard {
         Some(text) => Shard::parse(text).map_err(anyhow::Error::msg)?,
         None => Shard::ALL,
     };
+    // `--once` has an end to show: a bar over the fleet's clients on a terminal. The
+    // endless daemon prints plain step lines.
+    let progress = if args.once {
+        let total = Fleet::load(&args.fleet.fleet).map_or(0, |fleet| {
+            fleet.clients.keys().filter(|name| shard.owns(name)).count()
+        });
+        Progress::clients(total, "converging", printer.color())
+    } else {
+        Progress::lines(printer.color())
+    };
+    let advance = progress.clone();
     let settings = Settings {
         fleet_dir: args.fleet.fleet.clone(),
         interval: args.interval,
@@ -23,9 +40,9 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
         shard,
         once: args.once,
         pull: args.pull,
-        actor: std::env::var("STEWARD_ACTOR")
-            .unwrap_or_else(|_| format!("steward daemon ({})", actor())),
-        on_step: progress(printer.color()),
+        actor: daemon_actor(),
+        on_step: Some(progress.on_step()),
+        on_reconciled: Some(Arc::new(move |_: &str, _: &ClientStatus| advance.advance())),
     };
     let shared = daemon::shared(args.interval);
     // The webhook secret comes from the environment only: a flag's value would show in
@@ -61,44 +78,34 @@ pub async fn run(args: RunArgs, printer: &Printer) -> Result<Exit> {
         let _ = stop_tx.send(true);
     });
     let exit = daemon::run(settings, shared.clone(), stop).await;
+    progress.finish();
     if args.once {
-        let clients = shared.read().await.clients.clone();
-        let mut out = String::new();
-        for (name, c) in clients {
-            out.push_str(&format!("{name:<16} {:<10} {}\n", c.phase, c.reason));
-        }
-        printer.out(out);
+        printer.out(summary(&shared.read().await.clients));
     }
     Ok(exit)
 }
 
-/// Step-by-step progress on stderr: what a person watching the rollout wants to see.
-/// The lines carry keys, versions and deployment ids only, never values.
-fn progress(color: bool) -> Option<crate::apply::OnStep> {
-    use crate::apply::StepEvent;
-    use crate::output::{Style, paint};
-    Some(std::sync::Arc::new(
-        move |client: &str, step: &crate::plan::Step, event: StepEvent| {
-            let line = match event {
-                StepEvent::Started => return,
-                StepEvent::Succeeded(took) => format!(
-                    "{client:>10} {} {step} ({} ms)",
-                    paint(color, "✓", Style::Green),
-                    took.as_millis()
-                ),
-                StepEvent::Failed(err) => format!(
-                    "{client:>10} {} {step}: {err}",
-                    paint(color, "✗", Style::Red)
-                ),
-                StepEvent::Undone => format!(
-                    "{client:>10} {} undone: {}",
-                    paint(color, "↶", Style::Yellow),
-                    step.kind()
-                ),
-            };
-            eprintln!("{line}");
-        },
-    ))
+/// One line per client, then the counts by phase.
+fn summary(clients: &BTreeMap<String, ClientStatus>) -> String {
+    let rows: Vec<Vec<String>> = clients
+        .iter()
+        .map(|(name, c)| {
+            vec![
+                name.clone(),
+                c.phase.to_string(),
+                if c.reason.is_empty() {
+                    "—".to_owned()
+                } else {
+                    c.reason.clone()
+                },
+            ]
+        })
+        .collect();
+    let mut out = table::render(&["CLIENT", "PHASE", "REASON"], &rows);
+    out.push_str(&status::footer(&status::counts(
+        clients.values().map(|c| &c.phase),
+    )));
+    out
 }
 
 async fn shutdown_signal() {

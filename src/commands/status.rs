@@ -1,161 +1,234 @@
-//! `steward status [CLIENT...]`: per client Converged / Pending / Holding (why) /
-//! Failed (why), with schema, code and env state, last change and next window.
+//! `steward status [CLIENT...] [--wave W] [--phase P]`: per client Converged / Pending /
+//! Holding (why) / Failed (why), with schema, code and env state, the last change and,
+//! for clients with maintenance windows, the next opening; counts in a footer.
 
 use anyhow::Result;
-use serde_json::json;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
 
-use crate::apply::{self, record};
+use crate::apply::{self, Prepared, record};
 use crate::cli::{OutputFormat, StatusArgs};
 use crate::exit::Exit;
-use crate::manifest::Fleet;
 use crate::manifest::schedule::WindowState;
-use crate::output::Printer;
-use crate::plan::{Hold, Mode, Outcome};
+use crate::manifest::{Client, Fleet};
+use crate::output::{Printer, table};
+use crate::plan::Mode;
 use crate::postgres::{self, Access};
+use crate::status::{self, Phase, Standing};
+
+/// One client's line, typed: the JSON is this struct (`docs/operations.md`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Row {
+    client: String,
+    wave: Option<String>,
+    phase: Phase,
+    /// Why the client is not converged; absent when it is.
+    reason: Option<String>,
+    schema: Option<String>,
+    schema_target: String,
+    /// Up: the migrations still to run. Down: those a rollback would undo.
+    schema_pending: Vec<String>,
+    deployment: Option<String>,
+    sha: Option<String>,
+    /// The commit the manifest asks for (a tag resolved), when it could be resolved.
+    sha_target: Option<String>,
+    tag: Option<String>,
+    env_drift: Vec<String>,
+    env_pending: Vec<String>,
+    last_backup: Option<String>,
+    last_change: Option<LastChange>,
+    /// Only for clients with maintenance windows.
+    window: Option<WindowView>,
+}
+
+/// The newest apply-level record: when, how it ended, and what it did.
+#[derive(Debug, Serialize)]
+struct LastChange {
+    at: Option<DateTime<Utc>>,
+    outcome: String,
+    summary: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WindowView {
+    open: bool,
+    next_open: Option<DateTime<Utc>>,
+    timezone: String,
+}
 
 pub async fn run(args: StatusArgs, printer: &Printer) -> Result<Exit> {
     let fleet = Fleet::load(&args.fleet.fleet)?;
-    let clients = fleet.select(&args.clients)?;
+    if let Some(wave) = &args.wave
+        && !fleet.manifest.spec.waves.contains(wave)
+    {
+        anyhow::bail!(
+            "--wave {wave}: the fleet has no such wave (spec.waves: {})",
+            fleet.manifest.spec.waves.join(", ")
+        );
+    }
+    let clients: Vec<&Client> = fleet
+        .select(&args.clients)?
+        .into_iter()
+        .filter(|c| args.wave.is_none() || c.config.wave == args.wave)
+        .collect();
     let vercel = apply::prepare_client(&fleet)?;
     let mut rows = Vec::new();
     for client in clients {
-        let name = client.config.name.clone();
-        let next_window = match client.config.schedule.state(chrono::Utc::now()) {
-            WindowState::Open => "open now".to_owned(),
-            WindowState::Closed { next_open: Some(t) } => {
-                t.format("%Y-%m-%d %H:%M UTC").to_string()
-            }
-            WindowState::Closed { next_open: None } => "none".to_owned(),
-        };
-        let mut last_change = None;
-        if let Ok(url) = client.config.database.url.resolve()
-            && let Ok(mut conn) = postgres::connect(&name, &url, Access::ReadOnly).await
-        {
-            last_change = record::history(&mut conn, 50)
-                .await
-                .ok()
-                .and_then(|events| {
-                    events
-                        .into_iter()
-                        .find(|e| e.step == "apply" && e.outcome != "started")
-                })
-                .map(|e| {
-                    format!(
-                        "{} {}",
-                        e.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
-                            .unwrap_or_default(),
-                        e.outcome
-                    )
-                });
-            postgres::close(conn).await;
-        }
-        let row = match apply::prepare(&fleet, client, &vercel, Mode::Daemon, None, None, None)
-            .await
-        {
+        let prepared =
+            apply::prepare(&fleet, client, &vercel, Mode::Daemon, None, None, None).await;
+        let mut row = match &prepared {
+            Ok(prepared) => observed_row(&fleet, client, prepared),
             Err(err) => {
                 // A spent Vercel window is a wait, not an error.
                 let phase = if err.rate_limited_until().is_some() {
-                    crate::daemon::RATE_LIMITED
+                    Phase::RateLimited
                 } else {
-                    "Error"
+                    Phase::Error
                 };
-                json!({"client": name, "phase": phase, "reason": err.to_string(), "nextWindow": next_window, "lastChange": last_change})
-            }
-            Ok(prepared) => {
-                let plan = &prepared.plan;
-                let (phase, reason) = if let Some(Hold::Failed { step, error, .. }) =
-                    plan.holds.iter().find(|h| matches!(h, Hold::Failed { .. }))
-                {
-                    ("Failed", format!("{step}: {error}"))
-                } else if plan.outcome() == Outcome::Blocked {
-                    (
-                        "Holding",
-                        plan.blocks
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                } else if plan.outcome() == Outcome::Converged {
-                    ("Converged", String::new())
-                } else if !plan.holds.is_empty() {
-                    (
-                        "Holding",
-                        plan.holds
-                            .iter()
-                            .map(ToString::to_string)
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                } else {
-                    (
-                        "Pending",
-                        plan.steps
-                            .iter()
-                            .filter(|s| !matches!(s.kind(), "preflight" | "record"))
-                            .map(|s| s.kind())
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    )
-                };
-                let production = prepared.observed.code.production.clone();
-                let current = prepared.observed.schema.current.as_ref();
-                let target = &client.config.database.schema_version;
-                // Up: the migrations still to run. Down: those a rollback would undo.
-                let pending: Vec<String> = if current.is_none_or(|c| c < target) {
-                    fleet.catalog.between(current, target)
-                } else {
-                    current.map_or_else(Vec::new, |c| fleet.catalog.between(Some(target), c))
-                }
-                .into_iter()
-                .map(|m| m.version.to_string())
-                .collect();
-                json!({
-                    "client": name,
-                    "phase": phase,
-                    "reason": reason,
-                    "schema": prepared.observed.schema.current.as_ref().map(ToString::to_string),
-                    "schemaTarget": target.to_string(),
-                    "schemaPending": pending,
-                    "deployment": production.as_ref().map(|d| d.id.clone()),
-                    "sha": production.as_ref().and_then(|d| d.sha.clone()),
-                    "envDrift": plan.changes.env.iter().filter(|c| c.drift).map(|c| c.key.clone()).collect::<Vec<_>>(),
-                    "envPending": plan.changes.env.iter().map(|c| format!("{}{}", c.action.sign(), c.key)).collect::<Vec<_>>(),
-                    "lastBackup": prepared.observed.schema.last_backup.as_ref().map(|b| b.id.clone()),
-                    "lastChange": last_change,
-                    "nextWindow": next_window,
-                })
+                unobserved_row(client, phase, err.to_string())
             }
         };
+        if args.phase.is_some_and(|p| p != row.phase) {
+            continue;
+        }
+        row.last_change = last_change(client).await;
         rows.push(row);
     }
+    let counts = status::counts(rows.iter().map(|r| &r.phase));
     match args.format {
-        OutputFormat::Json => printer.out(serde_json::to_string_pretty(&json!({"clients": rows}))?),
-        OutputFormat::Text => printer.out(table(&rows, args.clients.len() == 1)),
+        OutputFormat::Json => printer.out(serde_json::to_string_pretty(&serde_json::json!({
+            "clients": rows,
+            "counts": counts.iter().map(|(p, n)| (p.as_str(), n)).collect::<std::collections::BTreeMap<_, _>>(),
+        }))?),
+        OutputFormat::Text => {
+            let mut out = text(&rows, args.clients.len() == 1);
+            out.push_str(&status::footer(&counts));
+            printer.out(out);
+        }
     }
     let failed = rows
         .iter()
-        .any(|r| r["phase"] == "Failed" || r["phase"] == "Error");
+        .any(|r| matches!(r.phase, Phase::Failed | Phase::Error));
     Ok(if failed { Exit::Error } else { Exit::Success })
 }
 
-fn cell(value: &serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => "—".to_owned(),
-        serde_json::Value::String(s) if s.is_empty() => "—".to_owned(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+fn window(client: &Client) -> Option<WindowView> {
+    let schedule = &client.config.schedule;
+    if schedule.windows.is_empty() {
+        return None;
+    }
+    let (open, next_open) = match schedule.state(Utc::now()) {
+        WindowState::Open => (true, None),
+        WindowState::Closed { next_open } => (false, next_open),
+    };
+    Some(WindowView {
+        open,
+        next_open,
+        timezone: schedule.timezone.name().to_owned(),
+    })
+}
+
+fn unobserved_row(client: &Client, phase: Phase, error: String) -> Row {
+    Row {
+        client: client.config.name.clone(),
+        wave: client.config.wave.clone(),
+        phase,
+        reason: Some(error),
+        schema: None,
+        schema_target: client.config.database.schema_version.to_string(),
+        schema_pending: Vec::new(),
+        deployment: None,
+        sha: None,
+        sha_target: None,
+        tag: None,
+        env_drift: Vec::new(),
+        env_pending: Vec::new(),
+        last_backup: None,
+        last_change: None,
+        window: window(client),
     }
 }
 
-/// A JSON list of strings as `a, b`, or `none`.
-fn list(value: &serde_json::Value) -> String {
-    let items: Vec<&str> = value
-        .as_array()
+fn observed_row(fleet: &Fleet, client: &Client, prepared: &Prepared) -> Row {
+    let plan = &prepared.plan;
+    let Standing { phase, reason } = status::of_plan(plan);
+    let production = prepared.observed.code.production.as_ref();
+    let current = prepared.observed.schema.current.as_ref();
+    let target = &client.config.database.schema_version;
+    let pending = if current.is_none_or(|c| c < target) {
+        fleet.catalog.between(current, target)
+    } else {
+        current.map_or_else(Vec::new, |c| fleet.catalog.between(Some(target), c))
+    };
+    Row {
+        client: client.config.name.clone(),
+        wave: client.config.wave.clone(),
+        phase,
+        reason: (!reason.is_empty()).then_some(reason),
+        schema: current.map(ToString::to_string),
+        schema_target: target.to_string(),
+        schema_pending: pending.iter().map(|m| m.version.to_string()).collect(),
+        deployment: production.map(|d| d.id.clone()),
+        sha: production.and_then(|d| d.sha.clone()),
+        sha_target: Some(prepared.desired.sha.clone()),
+        tag: match &prepared.desired.version {
+            crate::manifest::CodeVersion::Tag(tag) => Some(tag.clone()),
+            crate::manifest::CodeVersion::Sha(_) => None,
+        },
+        env_drift: plan
+            .changes
+            .env
+            .iter()
+            .filter(|c| c.drift)
+            .map(|c| c.key.clone())
+            .collect(),
+        env_pending: plan
+            .changes
+            .env
+            .iter()
+            .map(|c| format!("{}{}", c.action.sign(), c.key))
+            .collect(),
+        last_backup: prepared
+            .observed
+            .schema
+            .last_backup
+            .as_ref()
+            .map(|b| b.id.clone()),
+        last_change: None,
+        window: window(client),
+    }
+}
+
+/// The newest apply-level record, read-only; none when the database cannot be read
+/// (the row's phase already says why).
+async fn last_change(client: &Client) -> Option<LastChange> {
+    let url = client.config.database.url.resolve().ok()?;
+    let mut conn = postgres::connect(&client.config.name, &url, Access::ReadOnly)
+        .await
+        .ok()?;
+    let events = record::history(&mut conn, 50).await.ok();
+    postgres::close(conn).await;
+    let event = events?
         .into_iter()
-        .flatten()
-        .filter_map(serde_json::Value::as_str)
-        .collect();
+        .find(|e| e.step == "apply" && e.outcome != "started")?;
+    Some(LastChange {
+        at: event.at,
+        outcome: event.outcome.clone(),
+        summary: status::event_summary(&event),
+    })
+}
+
+fn short(sha: &str) -> String {
+    sha.chars().take(12).collect()
+}
+
+fn or_dash(value: Option<&str>) -> String {
+    value.map_or_else(|| "—".to_owned(), ToOwned::to_owned)
+}
+
+fn list(items: &[String]) -> String {
     if items.is_empty() {
         "none".to_owned()
     } else {
@@ -163,41 +236,79 @@ fn list(value: &serde_json::Value) -> String {
     }
 }
 
-fn table(rows: &[serde_json::Value], detailed: bool) -> String {
-    let mut out = format!(
-        "{:<12} {:<10} {:<16} {:<14} {:<18} {}\n",
-        "CLIENT", "PHASE", "SCHEMA", "CODE", "LAST CHANGE", "REASON / NEXT WINDOW"
-    );
-    for r in rows {
-        let sha = r["sha"]
-            .as_str()
-            .map(|s| s.chars().take(12).collect::<String>())
-            .unwrap_or_else(|| "—".to_owned());
-        let reason = cell(&r["reason"]);
-        let tail = if reason == "—" {
-            format!("next window: {}", cell(&r["nextWindow"]))
-        } else {
-            reason
-        };
-        out.push_str(&format!(
-            "{:<12} {:<10} {:<16} {:<14} {:<18} {}\n",
-            cell(&r["client"]),
-            cell(&r["phase"]),
-            cell(&r["schema"]),
-            sha,
-            cell(&r["lastChange"]),
-            tail
-        ));
-        if detailed {
+fn window_cell(window: Option<&WindowView>) -> String {
+    match window {
+        None => "—".to_owned(),
+        Some(w) if w.open => "open now".to_owned(),
+        Some(w) => match (w.next_open, w.timezone.parse::<chrono_tz::Tz>()) {
+            (Some(at), Ok(tz)) => at
+                .with_timezone(&tz)
+                .format("%a %Y-%m-%d %H:%M %Z")
+                .to_string(),
+            _ => "none in the coming week".to_owned(),
+        },
+    }
+}
+
+fn change_cell(change: Option<&LastChange>) -> String {
+    change.map_or_else(
+        || "—".to_owned(),
+        |c| {
+            let at =
+                c.at.map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                    .unwrap_or_default();
+            format!("{at} {}", c.outcome.replace('_', " "))
+        },
+    )
+}
+
+/// The table; with one client, a detail line under it.
+fn text(rows: &[Row], detailed: bool) -> String {
+    let header = [
+        "CLIENT",
+        "WAVE",
+        "PHASE",
+        "SCHEMA",
+        "CODE",
+        "LAST CHANGE",
+        "NEXT WINDOW",
+        "REASON",
+    ];
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.client.clone(),
+                or_dash(r.wave.as_deref()),
+                r.phase.to_string(),
+                or_dash(r.schema.as_deref()),
+                r.sha.as_deref().map_or_else(|| "—".to_owned(), short),
+                change_cell(r.last_change.as_ref()),
+                window_cell(r.window.as_ref()),
+                or_dash(r.reason.as_deref()),
+            ]
+        })
+        .collect();
+    let mut out = table::render(&header, &cells);
+    if detailed {
+        for r in rows {
             out.push_str(&format!(
-                "  target schema {} (pending: {}), production {}, last backup {}, env drift {}, env pending {}\n",
-                cell(&r["schemaTarget"]),
-                list(&r["schemaPending"]),
-                cell(&r["deployment"]),
-                cell(&r["lastBackup"]),
-                list(&r["envDrift"]),
-                list(&r["envPending"])
+                "  target schema {} (pending: {}), target code {}, production {}, last backup {}, env drift {}, env pending {}\n",
+                r.schema_target,
+                list(&r.schema_pending),
+                match (&r.tag, &r.sha_target) {
+                    (Some(tag), Some(sha)) => format!("{tag} ({})", short(sha)),
+                    (None, Some(sha)) => short(sha),
+                    _ => "—".to_owned(),
+                },
+                or_dash(r.deployment.as_deref()),
+                or_dash(r.last_backup.as_deref()),
+                list(&r.env_drift),
+                list(&r.env_pending)
             ));
+            if let Some(change) = &r.last_change {
+                out.push_str(&format!("  last change: {}\n", change.summary));
+            }
         }
     }
     out

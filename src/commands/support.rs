@@ -34,12 +34,29 @@ pub fn pg(err: PgError) -> anyhow::Error {
     }
 }
 
-/// Who is acting, for records: `$STEWARD_ACTOR`, else the OS user, else "steward".
+/// Who is acting, for records (`applied_by`, `steward_events.actor`): `$STEWARD_ACTOR`
+/// when set, else `steward cli (user@host)`.
 pub fn actor() -> String {
+    named_actor().unwrap_or_else(|| {
+        let user = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
+            .unwrap_or_else(|_| "unknown".to_owned());
+        match gethostname::gethostname().into_string() {
+            Ok(host) if !host.is_empty() => format!("steward cli ({user}@{host})"),
+            _ => format!("steward cli ({user})"),
+        }
+    })
+}
+
+/// The daemon's name in records: `$STEWARD_ACTOR` when set, else `steward daemon`.
+pub fn daemon_actor() -> String {
+    named_actor().unwrap_or_else(|| "steward daemon".to_owned())
+}
+
+fn named_actor() -> Option<String> {
     std::env::var("STEWARD_ACTOR")
-        .or_else(|_| std::env::var("USER"))
-        .map(|user| format!("{user} (cli)"))
-        .unwrap_or_else(|_| "steward (cli)".to_owned())
+        .ok()
+        .filter(|name| !name.trim().is_empty())
 }
 
 /// The fleet checkout's HEAD, when the fleet lives in a Git work tree.

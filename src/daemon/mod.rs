@@ -2,6 +2,7 @@
 //! when allowed — with bounded concurrency, waves, sharding, backoff on transient errors,
 //! a status server, and graceful shutdown that finishes the running step.
 
+pub mod dashboard;
 mod listen;
 mod metrics;
 pub mod notifications;
@@ -22,6 +23,7 @@ use crate::exit::Exit;
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{self, Client, Fleet, LoadOptions};
 use crate::plan::{Hold, Mode, Outcome as PlanOutcome};
+use crate::status::Phase;
 pub use listen::ServerLimits;
 pub use metrics::Metrics;
 pub use notifications::Notifier;
@@ -42,7 +44,12 @@ pub struct Settings {
     pub pull: bool,
     pub actor: String,
     pub on_step: Option<apply::OnStep>,
+    /// Called after each client's reconcile with its new standing (progress, summaries).
+    pub on_reconciled: Option<OnReconciled>,
 }
+
+/// See [`Settings::on_reconciled`].
+pub type OnReconciled = Arc<dyn Fn(&str, &ClientStatus) + Send + Sync>;
 
 impl std::fmt::Debug for Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,10 +63,15 @@ impl std::fmt::Debug for Settings {
 /// One client's standing, for `/status` and `--once`'s exit code.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ClientStatus {
-    pub phase: String,
+    pub phase: Phase,
     pub reason: String,
+    pub wave: Option<String>,
     pub last_change: Option<String>,
     pub next_window: Option<String>,
+    /// The last failure (Failed or Error) and when it happened; cleared on converging.
+    pub last_error: Option<LastError>,
+    /// When an Error is tried again (the backoff's next attempt).
+    pub next_retry: Option<chrono::DateTime<chrono::Utc>>,
     /// The fleet revision this client last converged on.
     #[serde(skip)]
     pub converged_on: Option<Option<String>>,
@@ -72,9 +84,12 @@ pub struct ClientStatus {
     notified_failure: Option<String>,
 }
 
-/// The phase of a client whose Vercel calls wait on a rate-limit window: not converged,
-/// not failed; it goes on when the window resets.
-pub const RATE_LIMITED: &str = "RateLimited";
+/// A failure as the dashboard shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastError {
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub message: String,
+}
 
 /// State shared with the status server.
 #[derive(Debug)]
@@ -83,7 +98,16 @@ pub struct Shared {
     pub last_loop: Option<Instant>,
     pub interval: Duration,
     pub clients: BTreeMap<String, ClientStatus>,
+    /// The fleet revision (Git HEAD) of the last pass.
+    pub revision: Option<String>,
+    /// The daemon's metrics registry; cloning shares it.
     pub metrics: Metrics,
+    /// The fleet of the last pass (desired state for the dashboard; no secret values).
+    pub fleet: Option<Arc<Fleet>>,
+    /// Which clients this replica owns.
+    pub shard: Shard,
+    /// Each client's last look and running step, for the dashboard.
+    pub live: Arc<dashboard::Live>,
     /// Wakes the loop for an immediate resync (a verified GitHub push webhook).
     pub resync: Arc<tokio::sync::Notify>,
     /// The GitHub webhook secret; webhooks are refused without one.
@@ -96,7 +120,7 @@ pub fn clients_now(shared: &Shared) -> BTreeMap<String, ClientStatus> {
     let mut clients = shared.clients.clone();
     for (name, waiting) in crate::vercel::limiter::waiting() {
         let status = clients.entry(name).or_default();
-        status.phase = RATE_LIMITED.to_owned();
+        status.phase = Phase::RateLimited;
         status.reason = format!(
             "waiting for Vercel's rate limit on {} to reset at {}",
             waiting.endpoint,
@@ -117,13 +141,24 @@ pub async fn serve(
     Ok(())
 }
 
+impl Shared {
+    /// Whether this replica owns `client` (`--shard`).
+    pub fn owns(&self, client: &str) -> bool {
+        self.shard.owns(client)
+    }
+}
+
 pub fn shared(interval: Duration) -> Arc<RwLock<Shared>> {
     Arc::new(RwLock::new(Shared {
         loaded: false,
         last_loop: None,
         interval,
         clients: BTreeMap::new(),
-        metrics: Metrics::default(),
+        revision: None,
+        metrics: Metrics::new(),
+        fleet: None,
+        shard: Shard::ALL,
+        live: Arc::default(),
         resync: Arc::default(),
         webhook_secret: None,
     }))
@@ -223,9 +258,17 @@ pub async fn run(
     let mut watched = std::fs::canonicalize(&settings.fleet_dir).ok();
     let mut last_good: HashMap<String, Client> = HashMap::new();
     let notifier = Notifier::new(&Default::default(), Some(shared.clone()));
+    let metrics = shared.read().await.metrics.clone();
     // `--once` is a full resync by definition: one pass, every database looked at live.
-    let schema_cache = (!settings.once && !settings.db_resync.is_zero())
-        .then(|| Arc::new(SchemaCache::new(settings.db_resync)));
+    // The cache is there all the same: it counts the looks for the metrics.
+    let max_age = if settings.once {
+        Duration::ZERO
+    } else {
+        settings.db_resync
+    };
+    let schema_cache = Some(Arc::new(
+        SchemaCache::new(max_age).with_counters(metrics.observation_counters()),
+    ));
     loop {
         let started = Instant::now();
         let exit = pass(
@@ -237,11 +280,8 @@ pub async fn run(
             schema_cache.clone(),
         )
         .await;
-        {
-            let mut s = shared.write().await;
-            s.last_loop = Some(Instant::now());
-            s.metrics.loop_done(started.elapsed());
-        }
+        shared.write().await.last_loop = Some(Instant::now());
+        metrics.loop_done(started.elapsed());
         // A git-sync symlink swap moved the checkout: watch the new worktree instead.
         let now_at = std::fs::canonicalize(&settings.fleet_dir).ok();
         if !settings.once && now_at != watched {
@@ -315,11 +355,20 @@ async fn pass(
     {
         let mut s = shared.write().await;
         s.loaded = true;
-        s.metrics.revision = revision.clone();
+        s.revision = revision.clone();
+        s.metrics.set_revision(revision.as_deref());
     }
+    let metrics = shared.read().await.metrics.clone();
     // One client per pass: its connection pool then serves every client of the fleet.
-    let vercel = apply::prepare_client(&fleet).ok();
+    let vercel = apply::prepare_client(&fleet)
+        .ok()
+        .map(|client| client.with_response_counter(metrics.vercel_responses()));
     let fleet = Arc::new(fleet);
+    {
+        let mut s = shared.write().await;
+        s.fleet = Some(fleet.clone());
+        s.shard = settings.shard;
+    }
     let mut waves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (name, client) in &fleet.clients {
         if settings.shard.owns(name) {
@@ -408,12 +457,12 @@ async fn pass(
             ));
         }
     }
-    let mut s = shared.write().await;
+    let s = shared.read().await;
     let mut phases: BTreeMap<String, u64> = BTreeMap::new();
     for c in s.clients.values() {
-        *phases.entry(c.phase.clone()).or_default() += 1;
+        *phases.entry(c.phase.to_string()).or_default() += 1;
     }
-    s.metrics.phases = phases;
+    s.metrics.set_phases(&phases);
     exit
 }
 
@@ -450,7 +499,16 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     runner.wave_blocked = blocked;
     runner.vercel = vercel;
     runner.schema_cache = schema_cache;
-    let metrics_shared = shared.clone();
+    let (metrics, live) = {
+        let s = shared.read().await;
+        (s.metrics.clone(), s.live.clone())
+    };
+    let (view_live, view_fleet) = (live.clone(), fleet.clone());
+    runner.on_observed = Some(Arc::new(move |prepared: &apply::Prepared| {
+        let view = dashboard::ClientView::of(prepared, &view_fleet.catalog, chrono::Utc::now());
+        view_live.set_view(&prepared.plan.client, view);
+    }));
+    let stage_live = live.clone();
     let user_hook = settings.on_step.clone();
     runner.on_step = Some(Arc::new(
         move |client: &str, step: &crate::plan::Step, event: apply::StepEvent| {
@@ -460,8 +518,17 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 apply::StepEvent::Failed(_) => Some("failed"),
                 apply::StepEvent::Undone => Some("undone"),
             };
-            if let (Some(outcome), Ok(mut s)) = (outcome, metrics_shared.try_write()) {
-                s.metrics.step(step.kind(), outcome);
+            stage_live.set_stage(
+                client,
+                match &event {
+                    apply::StepEvent::Started => Some(step.to_string()),
+                    apply::StepEvent::Undone => Some(format!("undoing {}", step.kind())),
+                    _ => None,
+                },
+            );
+            // An atomic counter: recorded even while the status server reads the state.
+            if let Some(outcome) = outcome {
+                metrics.step(step.kind(), outcome);
             }
             if let Some(hook) = &user_hook {
                 hook(client, step, event);
@@ -477,6 +544,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     }));
     let started = Instant::now();
     let result = apply::execute(&runner, &fleet, client, None).await;
+    live.set_stage(&name, None);
     let next_window = match client.config.schedule.state(chrono::Utc::now()) {
         WindowState::Open => None,
         WindowState::Closed { next_open } => {
@@ -490,15 +558,16 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     s.metrics.observe_reconcile(started.elapsed().as_secs_f64());
     let status = s.clients.entry(name.clone()).or_default();
     status.next_window = next_window;
+    status.wave = client.config.wave.clone();
     let (phase, reason, exit) = match result {
-        Ok(Outcome::Converged(_)) => ("Converged", String::new(), Exit::Success),
+        Ok(Outcome::Converged(_)) => (Phase::Converged, String::new(), Exit::Success),
         Ok(Outcome::Applied(plan)) => {
             status.last_change = Some(format!("{now}: applied plan {}", plan.hash));
             notifier.send(notifications::Message::after_update(
                 &plan,
                 revision.clone(),
             ));
-            ("Converged", String::new(), Exit::Success)
+            (Phase::Converged, String::new(), Exit::Success)
         }
         Ok(Outcome::NotRun(plan)) => {
             let failed = plan.holds.iter().any(|h| matches!(h, Hold::Failed { .. }));
@@ -509,15 +578,15 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 .chain(plan.blocks.iter().map(ToString::to_string))
                 .collect();
             if failed {
-                ("Failed", reasons.join("; "), Exit::Error)
+                (Phase::Failed, reasons.join("; "), Exit::Error)
             } else if plan.outcome() == PlanOutcome::Blocked {
-                ("Holding", reasons.join("; "), Exit::Refused)
+                (Phase::Holding, reasons.join("; "), Exit::Refused)
             } else {
-                ("Holding", reasons.join("; "), Exit::Changes)
+                (Phase::Holding, reasons.join("; "), Exit::Changes)
             }
         }
         Ok(Outcome::Interrupted { after, why, .. }) => (
-            "Pending",
+            Phase::Pending,
             format!("interrupted: {why} after {after}"),
             Exit::Changes,
         ),
@@ -540,7 +609,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 "{now}: failed at {step}, rolled back {} step(s)",
                 undo.run.len()
             ));
-            ("Failed", format!("{step}: {error}"), Exit::Error)
+            (Phase::Failed, format!("{step}: {error}"), Exit::Error)
         }
         Err(err) if err.rate_limited_until().is_some() => {
             // Not a failure: Vercel's window is spent. Try again once it has reset.
@@ -552,15 +621,18 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 .unwrap_or_default();
             status.retry_at = Some(Instant::now() + wait);
             tracing::warn!(error = %err, retry_in_s = wait.as_secs(), "waiting on Vercel's rate limit");
-            (RATE_LIMITED, err.to_string(), Exit::Changes)
+            (Phase::RateLimited, err.to_string(), Exit::Changes)
         }
         Err(err) => {
             status.failures += 1;
             let backoff = backoff(&err, status.failures);
             status.retry_at = Some(Instant::now() + backoff);
+            status.next_retry = chrono::Duration::from_std(backoff)
+                .ok()
+                .map(|after| chrono::Utc::now() + after);
             tracing::warn!(error = %err, retry_in_s = backoff.as_secs(), "reconcile failed");
             (
-                "Error",
+                Phase::Error,
                 err.to_string(),
                 if err.is_refusal() {
                     Exit::Refused
@@ -570,11 +642,20 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             )
         }
     };
-    if phase != "Error" && phase != RATE_LIMITED {
+    if phase != Phase::Error && phase != Phase::RateLimited {
         status.failures = 0;
         status.retry_at = None;
+        status.next_retry = None;
     }
-    if matches!(phase, "Failed" | "Error") {
+    if phase.needs_attention() {
+        status.last_error = Some(LastError {
+            at: chrono::Utc::now(),
+            message: reason.clone(),
+        });
+    } else if phase == Phase::Converged {
+        status.last_error = None;
+    }
+    if phase.needs_attention() {
         if status.notified_failure.as_deref() != Some(reason.as_str()) {
             notifier.send(notifications::Message::failure(
                 &name,
@@ -586,11 +667,14 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     } else {
         status.notified_failure = None;
     }
-    if phase == "Converged" {
+    if phase == Phase::Converged {
         status.converged_on = Some(revision);
     }
-    status.phase = phase.to_owned();
+    status.phase = phase;
     status.reason = reason;
+    if let Some(hook) = &settings.on_reconciled {
+        hook(&name, status);
+    }
     exit
 }
 

@@ -231,11 +231,8 @@ impl Notifier {
                             }
                         };
                         if let Some(shared) = &shared {
-                            let mut s = shared.write().await;
-                            *s.metrics
-                                .notifications
-                                .entry((event_name(message.event).to_owned(), outcome.to_owned()))
-                                .or_default() += 1;
+                            let metrics = shared.read().await.metrics.clone();
+                            metrics.notification(event_name(message.event), outcome);
                         }
                     }
                 });

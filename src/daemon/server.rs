@@ -1,4 +1,5 @@
-//! The status server: `/healthz`, `/readyz`, `/metrics`, `/status` and a small page at `/`.
+//! The status server: `/healthz`, `/readyz`, `/metrics`, `/status`, and the dashboard
+//! (`/`, `/clients/{name}`, `/api/…`; see `dashboard`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::sync::RwLock;
 
@@ -21,8 +22,8 @@ pub fn router(shared: Arc<RwLock<Shared>>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .route("/", get(page))
         .route("/webhooks/github", post(github_webhook))
+        .merge(super::dashboard::routes())
         .with_state(shared)
 }
 
@@ -91,43 +92,18 @@ async fn readyz(State(shared): State<Arc<RwLock<Shared>>>) -> Response {
 }
 
 async fn metrics(State(shared): State<Arc<RwLock<Shared>>>) -> Response {
-    let shared = shared.read().await;
+    let metrics = shared.read().await.metrics.clone();
     (
-        [("content-type", "text/plain; version=0.0.4")],
-        shared.metrics.render(),
+        [("content-type", super::metrics::CONTENT_TYPE)],
+        metrics.render(),
     )
         .into_response()
 }
 
 async fn status(State(shared): State<Arc<RwLock<Shared>>>) -> Response {
     let shared = shared.read().await;
-    axum::Json(serde_json::json!({"revision": shared.metrics.revision, "clients": super::clients_now(&shared)}))
-        .into_response()
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-async fn page(State(shared): State<Arc<RwLock<Shared>>>) -> Html<String> {
-    let shared = shared.read().await;
-    let mut rows = String::new();
-    for (name, c) in &shared.clients {
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
-            escape(name),
-            escape(&c.phase.to_lowercase()),
-            escape(&c.phase),
-            escape(&c.reason),
-            escape(c.last_change.as_deref().unwrap_or("—")),
-            escape(c.next_window.as_deref().unwrap_or("—"))
-        ));
-    }
-    Html(format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>steward</title><style>body{{font-family:system-ui;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}.converged{{color:green}}.failed,.error{{color:#b00}}.holding,.pending{{color:#a60}}</style></head><body><h1>steward</h1><p>fleet revision {}</p><table><tr><th>client</th><th>phase</th><th>reason</th><th>last change</th><th>next window</th></tr>\n{rows}</table></body></html>",
-        escape(shared.metrics.revision.as_deref().unwrap_or("unknown"))
-    ))
+    axum::Json(
+        serde_json::json!({"revision": shared.revision, "clients": super::clients_now(&shared)}),
+    )
+    .into_response()
 }

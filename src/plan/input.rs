@@ -71,6 +71,20 @@ pub enum IdentityObserved {
     },
 }
 
+/// In words, for messages: "matches", "is not adopted by steward", …
+impl std::fmt::Display for IdentityObserved {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdentityObserved::Matches => f.write_str("matches"),
+            IdentityObserved::NotAdopted => f.write_str("is not adopted by steward"),
+            IdentityObserved::OtherClient(other) => write!(f, "belongs to client `{other}`"),
+            IdentityObserved::PinnedMismatch { pinned, found } => {
+                write!(f, "is {found}, but the manifest pins {pinned}")
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupObserved {
     pub id: String,

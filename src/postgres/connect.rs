@@ -53,7 +53,7 @@ pub async fn connect(client: &str, url: &Secret, access: Access) -> Result<PgCon
     })?
     .map_err(|err| PgError::Unreachable {
         client: client.to_owned(),
-        reason: redact(&err.to_string(), url),
+        reason: redact(&super::explain::explain(&err), url),
     })?;
     Ok(conn)
 }

@@ -355,7 +355,7 @@ impl Session {
                 });
                 (within, db.message().to_owned())
             }
-            other => (0, other.to_string()),
+            other => (0, super::explain::explain(other)),
         };
         PgError::Migration {
             client: self.client.clone(),

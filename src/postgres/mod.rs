@@ -7,6 +7,7 @@ pub mod backup;
 pub mod baseline;
 mod connect;
 pub mod drift;
+pub mod explain;
 mod identity;
 mod lock;
 mod migrate;
@@ -78,7 +79,7 @@ pub enum PgError {
         #[source]
         refusal: BaselineRefusal,
     },
-    #[error("client {client}: {context}: {source}")]
+    #[error("client {client}: {context}: {}", explain::explain(source))]
     Query {
         client: String,
         context: String,

@@ -4,7 +4,7 @@
 
 use sqlx::PgConnection;
 
-use super::{PgError, versions};
+use super::{PgError, explain, versions};
 use crate::manifest::DatabaseConfig;
 use crate::migrations::{Catalog, Migration, Script, Version, split};
 
@@ -83,9 +83,13 @@ pub async fn verify(
             Ok(other) => report.push(
                 &check.name,
                 false,
-                format!("returned {}, expected true", shown(other)),
+                format!("returned {}, expected true", explain::boolean(other)),
             ),
-            Err(err) => report.push(&check.name, false, format!("query failed: {err}")),
+            Err(err) => report.push(
+                &check.name,
+                false,
+                format!("query failed: {}", explain::explain(&err)),
+            ),
         }
     }
     for table in &database.rls_tables {
@@ -146,20 +150,11 @@ pub(crate) async fn run_verify_file(
             Ok(other) => {
                 return Err(fail(format!(
                     "verify returned {}, expected true",
-                    shown(other)
+                    explain::boolean(other)
                 )));
             }
-            Err(err) => return Err(fail(err.to_string())),
+            Err(err) => return Err(fail(explain::explain(&err))),
         }
     }
     Ok(())
-}
-
-/// A check's answer as SQL prints it.
-fn shown(answer: Option<bool>) -> &'static str {
-    match answer {
-        Some(true) => "true",
-        Some(false) => "false",
-        None => "NULL",
-    }
 }

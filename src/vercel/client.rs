@@ -5,9 +5,8 @@
 //! [`limiter`](super::limiter), which holds it until its endpoint's window has room, so a
 //! 429's `Retry-After` / `X-RateLimit-Reset` is waited there, counted in the same budget.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use backon::{ExponentialBuilder, Retryable};
@@ -56,22 +55,9 @@ fn default_budget() -> Budget {
         .unwrap_or_default()
 }
 
-/// Responses by HTTP status (or `transport_error`) across every client in the process,
-/// for the daemon's `steward_vercel_requests_total{status}`.
-static RESPONSES: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
-
-fn count_response(status: &str) {
-    let mut counts = RESPONSES.lock().unwrap_or_else(PoisonError::into_inner);
-    *counts.entry(status.to_owned()).or_default() += 1;
-}
-
-/// Vercel responses so far in this process, by status.
-pub fn responses_by_status() -> BTreeMap<String, u64> {
-    RESPONSES
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone()
-}
+/// Told the status of every response (or `transport_error`): the daemon's
+/// `steward_vercel_requests_total{status}`.
+pub type ResponseCounter = Arc<dyn Fn(&str) + Send + Sync>;
 
 #[derive(Clone)]
 pub struct VercelClient {
@@ -84,6 +70,7 @@ pub struct VercelClient {
     label: Option<Arc<str>>,
     /// Requests sent (every attempt), for metrics and benchmarks.
     sent: Arc<AtomicU64>,
+    responses: Option<ResponseCounter>,
 }
 
 impl std::fmt::Debug for VercelClient {
@@ -115,6 +102,7 @@ impl VercelClient {
             budget: default_budget(),
             label: None,
             sent: Arc::default(),
+            responses: None,
         })
     }
 
@@ -130,6 +118,18 @@ impl VercelClient {
         let mut labelled = self.clone();
         labelled.label = Some(Arc::from(client));
         labelled
+    }
+
+    /// Report every response's status to `counter` (the daemon's metrics).
+    pub fn with_response_counter(mut self, counter: ResponseCounter) -> Self {
+        self.responses = Some(counter);
+        self
+    }
+
+    fn count_response(&self, status: &str) {
+        if let Some(count) = &self.responses {
+            count(status);
+        }
     }
 
     pub fn requests_sent(&self) -> u64 {
@@ -243,7 +243,7 @@ impl VercelClient {
             Ok(response) => response,
             Err(e) => {
                 drop(ticket);
-                count_response("transport_error");
+                self.count_response("transport_error");
                 return Err(VercelError::Transport {
                     url: url.clone(),
                     reason: without_url(&e),
@@ -251,7 +251,7 @@ impl VercelClient {
             }
         };
         let status = response.status();
-        count_response(status.as_str());
+        self.count_response(status.as_str());
         let headers = response.headers().clone();
         let rate_limited = status == StatusCode::TOO_MANY_REQUESTS;
         let retry_after = rate_limited

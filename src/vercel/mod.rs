@@ -11,7 +11,7 @@ pub mod limiter;
 use std::time::{Duration, Instant};
 
 pub use api::{Deployment, EnvVar, Project};
-pub use client::{Budget, VercelClient, responses_by_status, set_default_budget};
+pub use client::{Budget, ResponseCounter, VercelClient, set_default_budget};
 pub use error::VercelError;
 
 use crate::plan::{

@@ -176,6 +176,7 @@ pub async fn admin() -> PgConnection {
         .unwrap_or_else(|err| panic!("no Postgres: {err}\n{HOW_TO_START}"))
 }
 
+pub mod browser;
 pub mod fleet;
 pub mod hooks;
 pub mod process;
