@@ -5,6 +5,10 @@
 //! steady-state "already up to date" check the daemon runs every loop, and
 //! `steward migrate --dry-run` on an up-to-date database as a process.
 //!
+//! Last, a rehearsal of the 300 migrations on a copy (restore a backup into a scratch
+//! database, migrate, verify, drop) beside doing the same by hand (`pg_restore` into a
+//! new database, then `psql -1 -f`, then drop it).
+//!
 //! Run: `cargo run --release --example migrate_bench` (DATABASE_URL as for the tests).
 
 use std::path::{Path, PathBuf};
@@ -14,6 +18,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Connection, Executor, PgConnection};
 use steward::manifest::DatabaseConfig;
 use steward::migrations::{Catalog, Version};
+use steward::postgres::rehearse::{RehearsalInput, rehearse};
 use steward::postgres::{self, Actor, Session};
 use steward::secret::{Secret, SecretRef};
 
@@ -302,7 +307,16 @@ async fn main() {
         );
     }
 
-    for tag in ["floor", "steward", "sqlx", "dbmate"] {
+    rehearsal_side_by_side(&mut admin, &catalog, &target, dir.path()).await;
+
+    for tag in [
+        "floor",
+        "steward",
+        "sqlx",
+        "dbmate",
+        "production",
+        "by_hand",
+    ] {
         let _ = admin
             .execute(
                 format!(
@@ -313,6 +327,92 @@ async fn main() {
             )
             .await;
     }
+}
+
+/// A rehearsal of every migration on a copy of a freshly adopted database, beside the
+/// same work by hand. Best of three each, alternating, so both see the same machine.
+async fn rehearsal_side_by_side(
+    admin: &mut PgConnection,
+    catalog: &Catalog,
+    target: &Version,
+    dir: &Path,
+) {
+    let production = Db::create(admin, "production").await;
+    let url = Secret::new(production.url());
+    let mut session = Session::open("bench", &url, None, Duration::from_secs(5), true)
+        .await
+        .expect("session");
+    postgres::adopt(session.connection(), "bench", "bench")
+        .await
+        .expect("adopt");
+    session.close().await;
+    let backups = dir.join("backups");
+    let info = postgres::backup::take("bench", &url, &backups, None)
+        .await
+        .expect("backup");
+    let dump = backups.join("bench").join(&info.file);
+    let database = DatabaseConfig {
+        url: SecretRef::env("UNUSED"),
+        identity: None,
+        schema_version: target.clone(),
+        rls_tables: vec![],
+        checks: vec![],
+    };
+    let mut by_hand = Vec::new();
+    let mut rehearsed = Vec::new();
+    for _ in 0..3 {
+        let start = Instant::now();
+        let copy = Db::create(admin, "by_hand").await;
+        run(Command::new("pg_restore")
+            .args(["--no-owner", "--exit-on-error", "-d"])
+            .arg(copy.url())
+            .arg(&dump));
+        run(Command::new("psql")
+            .args(["-X", "-q", "-1", "-v", "ON_ERROR_STOP=1", "-f"])
+            .arg(dir.join("all.sql"))
+            .arg(copy.url()));
+        admin
+            .execute(format!("DROP DATABASE \"{}\" WITH (FORCE)", copy.name).as_str())
+            .await
+            .expect("drop");
+        by_hand.push(start.elapsed());
+
+        let start = Instant::now();
+        let rehearsal = rehearse(RehearsalInput {
+            client: "bench".to_owned(),
+            server: Secret::new(server()),
+            backup_id: info.id.clone(),
+            backup_file: dump.clone(),
+            catalog: catalog.clone(),
+            to: target.clone(),
+            database: database.clone(),
+            pinned: None,
+        })
+        .await
+        .expect("rehearsal");
+        rehearsed.push(start.elapsed());
+        assert!(rehearsal.passed(), "{:?}", rehearsal.failure);
+        assert_eq!(rehearsal.migrations.len(), COUNT);
+    }
+    let best = |runs: &[Duration]| runs.iter().min().copied().unwrap_or_default();
+    let (hand, steward) = (best(&by_hand), best(&rehearsed));
+    println!(
+        "
+rehearsing {COUNT} migrations on a copy (best of 3)"
+    );
+    println!("{:<46} {:>10} {:>10}", "", "seconds", "ratio");
+    println!(
+        "{:<46} {:>10.3} {:>10}",
+        "by hand: createdb, pg_restore, psql -1 -f, drop",
+        hand.as_secs_f64(),
+        ""
+    );
+    println!(
+        "{:<46} {:>10.3} {:>9.2}x",
+        "steward rehearsal (with lock/row probe, verify)",
+        steward.as_secs_f64(),
+        steward.as_secs_f64() / hand.as_secs_f64()
+    );
 }
 
 fn ms(d: Duration) -> f64 {

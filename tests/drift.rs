@@ -43,6 +43,13 @@ async fn a_column_added_by_hand_is_named_blocks_the_plan_and_drift_accept_clears
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
 
+    let preflight = world.steward(&["preflight", "shop"]);
+    assert_exit(&preflight, 3);
+    assert!(
+        stdout(&preflight).contains("FAIL schema as recorded"),
+        "{}",
+        stdout(&preflight)
+    );
     let plan = world.steward(&["plan", "shop"]);
     assert_exit(&plan, 3);
     let text = stdout(&plan);

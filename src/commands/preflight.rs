@@ -6,10 +6,10 @@ use anyhow::Result;
 use super::support::{load_client, mark};
 use crate::cli::ClientArgs;
 use crate::exit::Exit;
-use crate::manifest::BackupPolicy;
+use crate::manifest::{BackupPolicy, Client, DriftPolicy};
 use crate::output::Printer;
-use crate::plan::IdentityObserved;
-use crate::postgres::{self, backup};
+use crate::plan::{IdentityObserved, drift};
+use crate::postgres::{self, SchemaState, backup};
 
 pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args)?;
@@ -94,6 +94,7 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
                         format!("missing: {}", missing.join(", "))
                     },
                 ));
+                checks.push(schema_as_recorded(&client, &state));
                 if client.config.policy.backup == BackupPolicy::Required {
                     let backups = backup::list(&name, &fleet.backups_dir)?;
                     let current = state.current.as_ref().map(ToString::to_string);
@@ -125,4 +126,27 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     });
     printer.out(out);
     Ok(if passed { Exit::Success } else { Exit::Refused })
+}
+
+/// The live schema is the one recorded after the last run; under `policy.drift: warn` a
+/// difference is shown but passes.
+fn schema_as_recorded(client: &Client, state: &SchemaState) -> (String, bool, String) {
+    let name = &client.config.name;
+    let changes = drift::changes(state.drift.as_ref());
+    let detail = if !state.has_reference {
+        format!("no reference recorded yet (`steward drift accept {name}` records one)")
+    } else if changes.is_empty() {
+        "matches the schema recorded after the last run".to_owned()
+    } else {
+        format!(
+            "changed outside steward: {}; `steward drift {name}`, then put it back or `steward drift accept {name}`",
+            changes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    let passed = changes.is_empty() || client.config.policy.drift == DriftPolicy::Warn;
+    ("schema as recorded".to_owned(), passed, detail)
 }
