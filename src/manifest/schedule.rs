@@ -26,15 +26,19 @@ pub struct WindowError {
     reason: &'static str,
 }
 
+/// The shape of a window for the JSON Schema (editors flag a typo as it is typed); the
+/// parser below still says which part is wrong.
+pub const PATTERN: &str = r"^\s*(daily|\*|[A-Za-z]+(-[A-Za-z]+)?(,[A-Za-z]+(-[A-Za-z]+)?)*) +[0-9]{1,2}:[0-9]{2} *- *[0-9]{1,2}:[0-9]{2}\s*$";
+
 const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
 
+/// A day written short (`sat`) or in full (`saturday`), any case. Compared as whole
+/// strings: a window is user text, and slicing it by bytes panics inside a multi-byte
+/// character (`ab日`).
 fn day_index(text: &str) -> Option<u8> {
     let lower = text.to_ascii_lowercase();
     DAYS.iter()
-        .position(|d| {
-            lower == *d
-                || (lower.len() > 3 && d.starts_with(&lower[..3]) && full_day_name(d) == lower)
-        })
+        .position(|d| lower == *d || lower == full_day_name(d))
         .map(|i| i as u8)
 }
 

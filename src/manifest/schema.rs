@@ -217,13 +217,49 @@ pub fn check(kind: Kind, file: &Path, doc: &Document) -> Vec<Diagnostic> {
                     .suggest(nearest(&got, options.iter().copied())),
                 );
             }
+            ValidationErrorKind::Pattern { .. } if pointer.contains("/schedule/windows/") => {
+                let at = doc.spans.value(&pointer);
+                out.push(Diagnostic::error(
+                    file,
+                    at,
+                    field,
+                    format!(
+                        "{} is not a window; write it like `Sat 02:00-05:00`, `Mon-Fri 22:00-23:30` or `daily 03:00-04:00`",
+                        echo(error.instance())
+                    ),
+                ));
+            }
             _ => {
                 let at = doc.spans.value(&pointer);
-                out.push(Diagnostic::error(file, at, field, error.to_string()));
+                // The validator's own message quotes the whole value; a manifest can hold
+                // anything, so quote at most a short, single-line prefix of it.
+                let instance = error.instance();
+                let message = error
+                    .to_string()
+                    .replace(&instance.to_string(), &echo(instance));
+                out.push(Diagnostic::error(file, at, field, message));
             }
         }
     }
     out
+}
+
+/// A value as an error may quote it: a string shortened to one line of at most 40
+/// characters, anything else by its type.
+fn echo(value: &Value) -> String {
+    const MAX: usize = 40;
+    match value.as_str() {
+        Some(text) => {
+            let line = text.lines().next().unwrap_or_default();
+            let short: String = line.chars().take(MAX).collect();
+            if short.len() < text.len() {
+                format!("`{short}…`")
+            } else {
+                format!("`{short}`")
+            }
+        }
+        None => json_type(value).to_owned(),
+    }
 }
 
 /// `/spec/database/url` → `spec.database.url`.

@@ -326,6 +326,7 @@ pub struct ScheduleSpec {
     pub timezone: Option<String>,
     /// Maintenance windows like `Sat 02:00-05:00` or `Mon-Fri 22:00-23:30`. None: any time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(inner(regex(pattern = crate::manifest::schedule::PATTERN)))]
     pub windows: Option<Vec<String>>,
     /// Bypass the windows (an urgent fix goes out now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
