@@ -75,12 +75,9 @@ pub fn fit_body(body: &str, full_plan_at: Option<&str>) -> String {
         if let Some(end) = cut.rfind('\n') {
             cut.truncate(end);
         }
-        let fences = cut
-            .lines()
-            .filter(|l| l.trim_start().starts_with("```"))
-            .count();
-        if fences % 2 == 1 {
-            cut.push_str("\n```");
+        if let Some(fence) = open_fence(&cut) {
+            cut.push('\n');
+            cut.push_str(&fence);
         }
         let opened = cut.matches("<details").count();
         let closed = cut.matches("</details>").count();
@@ -95,6 +92,23 @@ pub fn fit_body(body: &str, full_plan_at: Option<&str>) -> String {
         }
         budget = budget.saturating_sub(length - MAX_COMMENT_CHARS);
     }
+}
+
+/// The backtick fence still open at the end of `text`, if any. A fence is closed only by
+/// a line of at least as many backticks (the plan fences SQL with more backticks than the
+/// SQL holds), so counting fence lines is not enough.
+fn open_fence(text: &str) -> Option<String> {
+    let mut open: Option<usize> = None;
+    for line in text.lines() {
+        let line = line.trim_start();
+        let ticks = line.len() - line.trim_start_matches('`').len();
+        match open {
+            None if ticks >= 3 => open = Some(ticks),
+            Some(n) if ticks >= n && line.trim_end().len() == ticks => open = None,
+            _ => {}
+        }
+    }
+    open.map(|n| "`".repeat(n))
 }
 
 /// A status description GitHub accepts: one line, at most 140 characters.
@@ -159,6 +173,13 @@ mod tests {
     #[test]
     fn a_short_body_is_left_alone() {
         assert_eq!(fit_body("hello", Some("artifact")), "hello");
+    }
+
+    #[test]
+    fn a_cut_inside_a_long_fence_is_closed_with_a_fence_as_long() {
+        let text = "``````sql\nselect 1; -- ```\n```\nselect 2;";
+        assert_eq!(open_fence(text).as_deref(), Some("``````"));
+        assert_eq!(open_fence("````sql\nx\n````\n"), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod diff;
 pub mod drift;
 mod input;
 pub mod rehearsal;
+pub mod markdown;
 pub mod render;
 mod step;
 

@@ -207,16 +207,18 @@ pub fn text(report: &Report, color: bool) -> String {
 /// The hidden marker that lets `steward comment` find its own sticky comment.
 pub const COMMENT_MARKER: &str = "<!-- steward:plan -->";
 
-/// For PR comments: a summary table, then collapsible details per client.
+/// For PR comments: a summary table, then collapsible details per client. Every piece
+/// of text that steward did not write itself goes through [`super::markdown`].
 pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
+    use super::markdown as md;
     let mut out = String::new();
     let _ = writeln!(out, "{COMMENT_MARKER}\n### steward plan\n");
-    let _ = writeln!(out, "{}\n", report.summary());
+    let _ = writeln!(out, "{}\n", md::text(&report.summary()));
     if let Some(rev) = &report.revision {
-        let _ = writeln!(out, "Fleet revision `{}`\n", short(rev));
+        let _ = writeln!(out, "Fleet revision {}\n", md::code(&short(rev)));
     }
     for note in &report.notes {
-        let _ = writeln!(out, "> {note}\n");
+        let _ = writeln!(out, "> {}\n", md::text(note));
     }
     let _ = writeln!(out, "| Client | Status | Code | Schema | Env | Holds |");
     let _ = writeln!(out, "|---|---|---|---|---|---|");
@@ -224,26 +226,35 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
         let reasons: Vec<String> = plan
             .holds
             .iter()
-            .map(ToString::to_string)
-            .chain(plan.blocks.iter().map(|b| format!("⛔ {b}")))
+            .map(|h| md::text(&h.to_string()))
+            .chain(
+                plan.blocks
+                    .iter()
+                    .map(|b| format!("⛔ {}", md::text(&b.to_string()))),
+            )
             .collect();
         let _ = writeln!(
             out,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            plan.client,
+            "| {} | {} | {} | {} | {} | {} |",
+            md::code_cell(&plan.client),
             status_word(plan),
-            code_cell(plan),
-            schema_cell(plan),
+            md::text(&code_cell(plan)),
+            md::text(&schema_cell(plan)),
             env_cell(plan),
             if reasons.is_empty() {
                 "—".to_owned()
             } else {
-                escape_cell(&reasons.join("<br>"))
+                reasons.join("<br>")
             }
         );
     }
     for (client, error) in &report.errors {
-        let _ = writeln!(out, "| `{client}` | error | | | | {} |", escape_cell(error));
+        let _ = writeln!(
+            out,
+            "| {} | error | | | | {} |",
+            md::code_cell(client),
+            md::code_cell(error)
+        );
     }
     for plan in report
         .plans
@@ -253,15 +264,20 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
         let _ = writeln!(
             out,
             "\n<details><summary><code>{}</code>: {} (plan <code>{}</code>)</summary>\n",
-            plan.client,
+            md::html(&plan.client),
             status_word(plan),
-            plan.hash
+            md::html(&plan.hash)
         );
         for (i, step) in plan.steps.iter().enumerate() {
-            let _ = writeln!(out, "{}. {}", i + 1, step);
+            let _ = writeln!(out, "{}. {}", i + 1, md::text(&step.to_string()));
         }
         for change in &plan.changes.env {
-            let _ = writeln!(out, "\n- env `{}`: {}", change.key, change);
+            let _ = writeln!(
+                out,
+                "\n- env {}: {}",
+                md::code(&change.key),
+                md::text(&change.to_string())
+            );
         }
         if let Some(rehearsal) = &plan.rehearsal {
             rehearsal_markdown(&mut out, rehearsal);
@@ -269,40 +285,21 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
         if !plan.drift.is_empty() {
             let _ = writeln!(out, "\n**Schema drift** (changed outside steward)\n");
             for change in &plan.drift {
-                let _ = writeln!(out, "- {}", escape_cell(&change.to_string()));
+                let _ = writeln!(out, "- {}", super::markdown::text(&change.to_string()));
             }
         }
         if !plan.lint.is_empty() {
             let _ = writeln!(out, "\n**Lint**\n");
             for line in &plan.lint {
-                let _ = writeln!(out, "- {line}");
+                let _ = writeln!(out, "- {}", md::code(line));
             }
         }
         for note in &plan.notes {
-            let _ = writeln!(out, "\n> {note}");
+            let _ = writeln!(out, "\n> {}", md::text(note));
         }
         if let Some(catalog) = catalog {
-            for step in &plan.steps {
-                let (versions, down) = match step {
-                    Step::MigrateUp { versions, .. } => (versions, false),
-                    Step::MigrateDown { versions, .. } => (versions, true),
-                    _ => continue,
-                };
-                for version in versions {
-                    let Some(m) = catalog.get(version) else {
-                        continue;
-                    };
-                    let script = if down { m.down.as_ref() } else { Some(&m.up) };
-                    if let Some(script) = script {
-                        let name = script
-                            .path
-                            .file_name()
-                            .map(|n| n.to_string_lossy().into_owned())
-                            .unwrap_or_default();
-                        let _ =
-                            writeln!(out, "\n`{name}`\n\n```sql\n{}\n```", script.sql.trim_end());
-                    }
-                }
+            for (name, sql) in migration_scripts(plan, catalog) {
+                let _ = writeln!(out, "\n{}\n\n{}", md::code(&name), md::fence(sql, "sql"));
             }
         }
         let _ = writeln!(out, "\n</details>");
@@ -311,7 +308,11 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
 }
 
 fn rehearsal_markdown(out: &mut String, rehearsal: &super::Rehearsal) {
-    let _ = writeln!(out, "\n**Rehearsal**: {}\n", rehearsal.headline());
+    let _ = writeln!(
+        out,
+        "\n**Rehearsal**: {}\n",
+        super::markdown::text(&rehearsal.headline())
+    );
     if !rehearsal.migrations.is_empty() {
         let _ = writeln!(
             out,
@@ -321,22 +322,42 @@ fn rehearsal_markdown(out: &mut String, rehearsal: &super::Rehearsal) {
         for m in &rehearsal.migrations {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | {} | {} | {} |",
-                m.version,
+                "| {} | {} | {} | {} | {} |",
+                super::markdown::code_cell(&m.version.to_string()),
                 super::millis(m.duration_ms),
-                escape_cell(&m.lock_text()),
+                super::markdown::text(&m.lock_text()),
                 m.held_text(),
                 m.rows
             );
         }
     }
     if let Some(failure) = &rehearsal.failure {
-        let _ = writeln!(out, "\n⛔ {}", escape_cell(&failure.to_string()));
+        let _ = writeln!(out, "\n⛔ {}", super::markdown::text(&failure.to_string()));
     }
 }
 
-fn escape_cell(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+/// The SQL a plan will run, by file name, in order.
+fn migration_scripts<'a>(plan: &Plan, catalog: &'a Catalog) -> Vec<(String, &'a str)> {
+    let mut scripts = Vec::new();
+    for step in &plan.steps {
+        let (versions, down) = match step {
+            Step::MigrateUp { versions, .. } => (versions, false),
+            Step::MigrateDown { versions, .. } => (versions, true),
+            _ => continue,
+        };
+        for m in versions.iter().filter_map(|v| catalog.get(v)) {
+            let script = if down { m.down.as_ref() } else { Some(&m.up) };
+            if let Some(script) = script {
+                let name = script
+                    .path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                scripts.push((name, script.sql.as_str()));
+            }
+        }
+    }
+    scripts
 }
 
 /// Machine-readable: `docs/plan-json.md` documents the shape; `version` bumps on change.

@@ -215,8 +215,12 @@ impl Step {
     }
 }
 
+/// The first 12 characters of a commit: observed SHAs come from the API, so cut by
+/// characters, not bytes.
 fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
+    sha.char_indices()
+        .nth(12)
+        .map_or(sha, |(end, _)| &sha[..end])
 }
 
 impl fmt::Display for Step {
