@@ -137,3 +137,51 @@ fn require_secrets_turns_unset_secret_variables_into_errors() {
             .contains("error: spec.database.url: secret variable ACME_DATABASE_URL is not set")
     );
 }
+
+#[test]
+fn a_manifest_symlinked_to_a_file_outside_the_fleet_is_refused_without_echoing_it() {
+    let dir = copy_example_fleet();
+    let outside = tempfile::tempdir().expect("tempdir");
+    // Looks enough like a manifest that a reader would quote its lines in errors.
+    let target = outside.path().join("private.yaml");
+    fs::write(
+        &target,
+        "apiVersion: steward/v1\nkind: Client\nmetadata: {name: leak}\nspec:\n  db_password: hunter2-OUTSIDE-SECRET\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(&target, dir.path().join("clients/leak.yaml")).expect("symlink");
+
+    let output = steward(
+        &["validate", "--fleet", dir.path().to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let all = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(
+        all.contains("leak.yaml") && all.contains("outside the fleet folder"),
+        "{all}"
+    );
+    assert!(
+        !all.contains("hunter2"),
+        "the target's content is never echoed:\n{all}"
+    );
+    assert!(!all.contains("db_password"), "not even its keys:\n{all}");
+}
+
+#[test]
+fn a_manifest_symlinked_to_a_file_inside_the_fleet_is_read() {
+    let dir = copy_example_fleet();
+    let clients = dir.path().join("clients");
+    fs::create_dir(dir.path().join("shared")).expect("mkdir");
+    let acme = fs::read_to_string(clients.join("acme.yaml")).expect("read");
+    fs::write(dir.path().join("shared/acme.yaml"), acme).expect("write");
+    fs::remove_file(clients.join("acme.yaml")).expect("rm");
+    std::os::unix::fs::symlink("../shared/acme.yaml", clients.join("acme.yaml")).expect("symlink");
+
+    let output = steward(
+        &["validate", "--fleet", dir.path().to_str().expect("utf8")],
+        &[],
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("3 clients"), "{}", stderr(&output));
+}

@@ -140,8 +140,16 @@ impl Fleet {
     }
 }
 
-/// Read a file that came from a PR: refuse it before reading when it is too large.
-fn read_capped(path: &Path) -> Result<String, String> {
+/// Read a file that came from a PR: refuse it before reading when it resolves outside
+/// the fleet folder (a symlink to `/etc/…` or another checkout) or is too large.
+fn read_capped(root: &Path, path: &Path) -> Result<String, String> {
+    let resolved = fs::canonicalize(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !resolved.starts_with(root) {
+        return Err(
+            "refused: this manifest is a symlink to a file outside the fleet folder, and steward does not read it"
+                .to_owned(),
+        );
+    }
     let file = fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut text = String::new();
     let limit = yaml::MAX_FILE_BYTES as u64;
@@ -162,8 +170,8 @@ struct Parsed {
 }
 
 /// Read and schema-check one manifest. `None` when it has errors (already reported).
-fn parse_file(path: &Path, kind: Kind, out: &mut Vec<Diagnostic>) -> Option<Parsed> {
-    let text = match read_capped(path) {
+fn parse_file(root: &Path, path: &Path, kind: Kind, out: &mut Vec<Diagnostic>) -> Option<Parsed> {
+    let text = match read_capped(root, path) {
         Ok(text) => text,
         Err(message) => {
             out.push(Diagnostic::error(path, Position::FILE, "", message));
@@ -192,9 +200,11 @@ fn parse_file(path: &Path, kind: Kind, out: &mut Vec<Diagnostic>) -> Option<Pars
 /// Load everything, collecting every diagnostic.
 pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
     let mut diagnostics = Vec::new();
+    // Manifests are read only from inside this folder, wherever a symlink points.
+    let root = fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let fleet_file = dir.join("fleet.yaml");
     let fleet_parsed = if fleet_file.is_file() {
-        parse_file(&fleet_file, Kind::Fleet, &mut diagnostics)
+        parse_file(&root, &fleet_file, Kind::Fleet, &mut diagnostics)
     } else {
         diagnostics.push(Diagnostic::error(
             &fleet_file,
@@ -242,7 +252,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
             .and_then(|s| s.to_str())
             .unwrap_or_default()
             .to_owned();
-        match parse_file(path, Kind::Client, &mut diagnostics) {
+        match parse_file(&root, path, Kind::Client, &mut diagnostics) {
             Some(parsed) => parsed_clients.push((stem, parsed)),
             None => invalid.push(stem),
         }
