@@ -52,7 +52,7 @@ async fn one_pass_converges_the_fleet_and_a_second_finds_nothing_to_do() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_manifest_is_reported_and_the_other_clients_go_on() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     std::fs::write(
         world.path().join("clients/broken.yaml"),
         "apiVersion: steward/v1\nkind: Client\nmetadata: {name: broken}\nspec:\n  code: {projcet: x}\n",
@@ -80,7 +80,7 @@ async fn a_broken_manifest_is_reported_and_the_other_clients_go_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_on_one_fleet_converge_each_client_exactly_once() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let spawn = || {
         run_command(&world, &["run", "--once"])
             .stdout(Stdio::piped())
@@ -110,7 +110,7 @@ async fn two_replicas_on_one_fleet_converge_each_client_exactly_once() {
 async fn the_status_server_serves_health_readiness_status_and_prometheus_metrics_then_stops_on_sigterm()
  {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let port = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
         listener.local_addr().expect("addr").port()

@@ -52,7 +52,7 @@ async fn a_commit_to_the_checkout_is_acted_on_within_two_seconds_and_recorded_as
     git(world.path(), &["init", "-q"]);
     git(world.path(), &["add", "-A"]);
     git(world.path(), &["commit", "-qm", "shop on sha1"]);
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let addr = free_addr();
     let child = start(&world, world.path(), &addr);
     wait_for("first convergence", Duration::from_secs(60), || {
@@ -107,7 +107,7 @@ async fn a_commit_to_the_checkout_is_acted_on_within_two_seconds_and_recorded_as
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_git_sync_symlink_swap_to_a_new_worktree_is_seen() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let root = tempfile::tempdir().expect("tempdir");
     let (rev1, rev2) = (root.path().join("rev1"), root.path().join("rev2"));
     copy_dir(world.path(), &rev1);
@@ -163,7 +163,7 @@ async fn sigterm_during_a_migration_finishes_the_migration_starts_nothing_else_a
     .expect("write");
     world.write_fleet(migrations.path(), "");
     world.write_client(SHA1, "2099_01_01_001", "info", "");
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let mut child = start(&world, world.path(), &free_addr());
 
     let mut conn = world.db.connect().await;
@@ -228,7 +228,7 @@ fn observations(text: &str, source: &str) -> u64 {
 async fn a_converged_database_is_looked_at_live_once_per_db_resync_and_drift_behind_its_back_is_repaired()
  {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let addr = free_addr();
     let child = world
         .command(&[

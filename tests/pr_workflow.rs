@@ -167,7 +167,7 @@ async fn plan_changed_since_plans_only_the_client_whose_manifest_changed() {
     git(world.path(), &["init", "-q"]);
     git(world.path(), &["add", "-A"]);
     git(world.path(), &["commit", "-qm", "fleet"]);
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
 
     let quiet = world.steward(&["plan", "--changed-since", "HEAD", "--format", "json"]);
     assert_eq!(quiet.status.code(), Some(0), "{}", stderr(&quiet));
@@ -203,7 +203,7 @@ async fn a_tag_resolves_through_github_into_the_plan_and_a_missing_tag_is_named(
         ),
     );
     world.write_client("v2.0.0", "2024_11_18_001", "info", "");
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let plan = |world: &World| {
         world
             .command(&["plan"])
@@ -240,7 +240,7 @@ fn sign(secret: &str, body: &[u8]) -> String {
 async fn the_github_webhook_refuses_bad_signatures_and_a_signed_push_triggers_a_resync() {
     const SECRET: &str = "webhook-secret-for-tests";
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let addr = free_addr();
     let child = world
         .command(&["run", "--listen", &addr, "--interval", "600s"])

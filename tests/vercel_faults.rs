@@ -78,8 +78,8 @@ async fn a_500_on_promote_is_retried_and_when_it_persists_production_is_unchange
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deployment_that_fails_its_health_check_is_never_promoted() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
-    world.steward(&["apply", "shop", "--yes"]);
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
     world.emulator.update_faults(|f| {
         f.unhealthy.insert(SHA2.to_owned(), 500);
     });
@@ -97,7 +97,7 @@ async fn a_deployment_that_fails_its_health_check_is_never_promoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_project_and_a_bad_token_are_permanent_errors_naming_the_client() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
+    world.setup(&["adopt", "shop"]);
     let text = std::fs::read_to_string(world.path().join("clients/shop.yaml")).expect("read");
     std::fs::write(
         world.path().join("clients/shop.yaml"),
@@ -135,8 +135,8 @@ async fn a_missing_project_and_a_bad_token_are_permanent_errors_naming_the_clien
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn env_writes_are_all_or_nothing() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
-    world.steward(&["apply", "shop", "--yes"]);
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
     // Three env changes; the second write fails for good.
     let extra = "";
     world.write_client(SHA1, "2024_11_18_001", "debug", extra);
@@ -177,8 +177,8 @@ async fn env_writes_are_all_or_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_env_only_change_redeploys_the_production_build() {
     let world = World::new().await;
-    world.steward(&["adopt", "shop"]);
-    world.steward(&["apply", "shop", "--yes"]);
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
     world.write_client(SHA1, "2024_11_18_001", "debug", "");
     let out = world.steward(&["apply", "shop", "--yes"]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));

@@ -260,6 +260,23 @@ async fn demo(
         Ok(status.code().unwrap_or(1))
     };
 
+    // Each step must do what the demo says it shows; a demo that exits 0 after a step
+    // went wrong would teach the wrong thing.
+    let expect = |cmd: &[&str], want: &[i32]| -> Result<()> {
+        let code = steward(cmd)?;
+        if !want.contains(&code) {
+            bail!(
+                "demo step `steward {}` exited with {code}, expected {}",
+                cmd.join(" "),
+                want.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            );
+        }
+        Ok(())
+    };
+
     printer.note(format!(
         "steward demo: 3 clients — alpha (wave canary), bravo and charlie (wave main) — on {}, Vercel emulated at {}",
         args.database_url.split('@').next_back().unwrap_or("Postgres"),
@@ -269,23 +286,109 @@ async fn demo(
         "1. Adopt each client's database (its identity, so steward never migrates the wrong one)",
     );
     for (name, _) in CLIENTS {
-        steward(&["adopt", name])?;
+        expect(&["adopt", name], &[0])?;
     }
     heading("2. The plan for the first rollout (what a PR comment would show)");
-    steward(&["plan"])?;
+    expect(&["plan"], &[0])?;
     heading("3. The daemon converges the fleet, wave by wave (steward run --once)");
-    steward(&["run", "--once"])?;
+    expect(&["run", "--once"], &[0])?;
+    check_first_rollout(emulator, dbs).await?;
     heading("4. A release: new code and schema for everyone; charlie's build is broken");
     write_clients(true)?;
     emulator.update_faults(|f| {
         f.fail_shas.insert(VERSIONS[2].3.to_owned());
     });
-    steward(&["plan"])?;
+    expect(&["plan"], &[0])?;
     heading("5. The daemon rolls the release out; charlie's failed build is undone");
-    steward(&["run", "--once"])?;
+    // A failed client makes the pass exit non-zero: that is what this step shows.
+    expect(&["run", "--once"], &[1])?;
+    check_release(emulator, dbs).await?;
     heading("6. Where every client stands (steward status)");
-    steward(&["status"])?;
+    expect(&["status"], &[0, 1])?;
     heading("7. charlie's update records (steward history charlie)");
-    steward(&["history", "charlie", "--limit", "8"])?;
+    expect(&["history", "charlie", "--limit", "8"], &[0])?;
     Ok(Exit::Success)
+}
+
+/// The production commit of a client's project in the emulator.
+fn production_sha(emulator: &RunningEmulator, client: &str) -> Option<String> {
+    emulator.with_state(|s| {
+        let project = s
+            .projects
+            .values()
+            .find(|p| p.name == format!("{client}-web"))?;
+        let id = project.production.as_ref()?;
+        s.deployments.get(id).map(|d| d.sha.clone())
+    })
+}
+
+/// When the first deployment of a client's project was created (emulator clock, ms).
+fn first_deployment_at(emulator: &RunningEmulator, client: &str) -> Option<u64> {
+    emulator.with_state(|s| {
+        let project = s
+            .projects
+            .values()
+            .find(|p| p.name == format!("{client}-web"))?;
+        s.deployments
+            .values()
+            .filter(|d| d.project_id == project.id)
+            .map(|d| d.created_at)
+            .min()
+    })
+}
+
+/// The highest applied schema version in a client's database.
+async fn schema_version(url: &str) -> Result<Option<String>> {
+    let mut conn = PgConnection::connect(url).await?;
+    let version: Option<String> = sqlx::query_scalar(
+        "SELECT max(version::text) FROM (SELECT DISTINCT ON (version) version, status FROM system_versions ORDER BY version, applied_at DESC) v WHERE status = 'applied'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    Ok(version)
+}
+
+/// After step 3: every client on its first commit and schema, canary before main.
+async fn check_first_rollout(emulator: &RunningEmulator, dbs: &[(String, String)]) -> Result<()> {
+    for ((client, sha1, schema, ..), (_, url)) in VERSIONS.iter().zip(dbs) {
+        let sha = production_sha(emulator, client);
+        if sha.as_deref() != Some(*sha1) {
+            bail!("demo check: after the first rollout {client} runs {sha:?} in production");
+        }
+        let live = schema_version(url).await?;
+        if live.as_deref() != Some(*schema) {
+            bail!(
+                "demo check: after the first rollout {client}'s schema is {live:?}, not {schema}"
+            );
+        }
+    }
+    let canary = first_deployment_at(emulator, "alpha");
+    for client in ["bravo", "charlie"] {
+        let main = first_deployment_at(emulator, client);
+        if canary.is_none() || main < canary {
+            bail!("demo check: wave main ({client}) was built before wave canary (alpha)");
+        }
+    }
+    Ok(())
+}
+
+/// After step 5: alpha and bravo on the release; charlie's failed build undone, with
+/// its old commit in production and its schema back where it was.
+async fn check_release(emulator: &RunningEmulator, dbs: &[(String, String)]) -> Result<()> {
+    for ((client, sha1, schema1, sha2, schema2), (_, url)) in VERSIONS.iter().zip(dbs) {
+        let (sha, schema) = if *client == "charlie" {
+            (sha1, schema1)
+        } else {
+            (sha2, schema2)
+        };
+        let live_sha = production_sha(emulator, client);
+        if live_sha.as_deref() != Some(*sha) {
+            bail!("demo check: after the release {client} runs {live_sha:?}, expected {sha}");
+        }
+        let live = schema_version(url).await?;
+        if live.as_deref() != Some(*schema) {
+            bail!("demo check: after the release {client}'s schema is {live:?}, expected {schema}");
+        }
+    }
+    Ok(())
 }

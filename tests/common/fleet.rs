@@ -70,6 +70,14 @@ impl World {
         self.command(args).output().expect("run steward")
     }
 
+    /// A setup step (`adopt`, `apply`, `migrate`): it must succeed, or the test stops
+    /// here with both streams instead of failing later for a reason it cannot name.
+    pub fn setup(&self, args: &[&str]) -> Output {
+        let output = self.steward(args);
+        super::assert_exit(&output, 0);
+        output
+    }
+
     /// `steward ARGS --fleet DIR` with the world's secrets in its environment.
     pub fn command(&self, args: &[&str]) -> Command {
         self.command_at(self.path(), args)
