@@ -6,8 +6,8 @@
 mod diff;
 pub mod drift;
 mod input;
-pub mod rehearsal;
 pub mod markdown;
+pub mod rehearsal;
 pub mod render;
 mod step;
 
