@@ -133,6 +133,7 @@ pub struct DriftArgs {
     /// (default ./fleet).
     #[arg(long, num_args = 0..=1, default_missing_value = "", value_name = "DIR")]
     pub fleet: Option<String>,
+    /// Output as text for people or JSON for scripts.
     #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
     pub format: OutputFormat,
 }
