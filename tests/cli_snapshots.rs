@@ -20,6 +20,7 @@ fn redacted() -> insta::Settings {
         (r"dpl_[A-Za-z0-9]+", "[deployment]"),
         (r"steward cli \([^)]*\)", "steward cli ([user@host])"),
         (r"\b\d+(\.\d+)? (ms|s)\b", "[duration]"),
+        (r#""duration_ms": \d+"#, r#""duration_ms": "[duration]""#),
         (r"\b[0-9a-f]{16}\b", "[hash]"),
         (r"steward_test_\d+_[0-9a-f]+", "[database]"),
         (r"http://127\.0\.0\.1:\d+", "http://[emulator]"),
