@@ -207,7 +207,11 @@ async fn a_rehearsal_that_holds_an_exclusive_lock_past_max_lock_time_blocks_the_
         markdown.contains("held ACCESS EXCLUSIVE on accounts for"),
         "{markdown}"
     );
-    assert!(markdown.contains("policy.maxLockTime 500 ms"), "{markdown}");
+    // Prose in the PR comment is markdown-escaped, so `.` reads `\.` in the source.
+    assert!(
+        markdown.contains(r"policy\.maxLockTime 500 ms"),
+        "{markdown}"
+    );
     assert!(
         markdown.contains("| Migration | Duration | Strongest lock | Held | Rows |"),
         "the PR comment shows the rehearsal's figures: {markdown}"
