@@ -105,9 +105,21 @@ pub async fn look(
 /// The part of the observation batch that compares the live schema with the reference:
 /// one row `('schema', version, actor, detail, recorded_at)` whose `detail` is NULL when
 /// they match, else `[reference, live]`. Only valid when `steward_schema` exists.
-pub(crate) fn observation_part() -> String {
+///
+/// The reference is the newest one recorded at the live schema version: a version change
+/// written to `system_versions` (the guide's manual rollback, say) explains the schema
+/// moving, and the ordinary version diff converges it. Drift is a schema that moved while
+/// its version stayed put. With no reference at this version there is nothing to compare.
+pub(crate) fn observation_part(has_versions: bool) -> String {
+    let current = if has_versions {
+        "(SELECT max(version::text COLLATE \"C\") FROM (SELECT DISTINCT ON (version) version, status FROM system_versions
+           ORDER BY version, applied_at DESC) AS latest WHERE status = 'applied')"
+    } else {
+        "NULL"
+    };
     format!(
-        "(WITH reference AS (SELECT version, actor, hash, description, recorded_at FROM steward_schema ORDER BY id DESC LIMIT 1),
+        "(WITH reference AS (SELECT version, actor, hash, description, recorded_at FROM steward_schema
+                             WHERE version IS NOT DISTINCT FROM {current} ORDER BY id DESC LIMIT 1),
                live AS (SELECT ({DESCRIBE}) AS d)
           SELECT 'schema'::text, reference.version, reference.actor,
                  CASE WHEN md5(live.d::text) <> reference.hash THEN jsonb_build_array(reference.description, live.d)::text END,

@@ -112,7 +112,7 @@ pub async fn observe_on(
         );
     }
     if has_reference {
-        parts.push(super::drift::observation_part());
+        parts.push(super::drift::observation_part(has_versions));
     }
     let mut identity = None;
     let mut rows = Vec::new();
