@@ -537,7 +537,13 @@ pub fn plan(
         schema: schema_change,
         env,
     };
-    let hash = hash(&config.name, &steps, &changes, desired);
+    let hash = hash(
+        &config.name,
+        &steps,
+        &changes,
+        desired,
+        &scripts_run(&steps, catalog),
+    );
 
     let mut holds = Vec::new();
     if !steps.is_empty() {
@@ -579,15 +585,58 @@ pub fn plan(
 }
 
 /// A stable hash: the client, the steps (which embed versions, shas, env fingerprints and
-/// the previous deployment) and the manifest's code version. Holds are not in it: a plan
-/// reviewed outside its window is the same plan inside it.
-fn hash(client: &str, steps: &[Step], changes: &Changes, desired: &Desired) -> String {
+/// the previous deployment), the manifest's code version and the checksum of every SQL
+/// file the plan may run. Holds are not in it: a plan reviewed outside its window is the
+/// same plan inside it. The checksums are what make `--plan-hash` pin the SQL a reviewer
+/// read, not only its version numbers: a pending migration edited after review is a
+/// different plan.
+fn hash(
+    client: &str,
+    steps: &[Step],
+    changes: &Changes,
+    desired: &Desired,
+    scripts: &[(String, String)],
+) -> String {
     let input = serde_json::json!({
         "client": client,
         "steps": steps,
         "changes": changes,
         "version": desired.version,
+        "scripts": scripts,
     });
     let digest = Sha256::digest(input.to_string().as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// `(file, sha256)` of every SQL file the steps may run, in step order: the `.up.sql`,
+/// `.down.sql` (the undo of an upgrade, or the downgrade itself) and `.verify.sql` of each
+/// migration on a migrate path, and the `.verify.sql` of every migration up to a verified
+/// version (the verify step runs them all).
+fn scripts_run(steps: &[Step], catalog: &Catalog) -> Vec<(String, String)> {
+    fn file(
+        m: &crate::migrations::Migration,
+        kind: &str,
+        script: &crate::migrations::Script,
+    ) -> (String, String) {
+        (format!("{}.{kind}", m.version), script.checksum.clone())
+    }
+    let mut scripts = Vec::new();
+    for step in steps {
+        match step {
+            Step::MigrateUp { versions, .. } | Step::MigrateDown { versions, .. } => {
+                for m in versions.iter().filter_map(|v| catalog.get(v)) {
+                    scripts.push(file(m, "up", &m.up));
+                    scripts.extend(m.down.iter().map(|s| file(m, "down", s)));
+                    scripts.extend(m.verify.iter().map(|s| file(m, "verify", s)));
+                }
+            }
+            Step::Verify { version } => {
+                for m in catalog.migrations.iter().filter(|m| &m.version <= version) {
+                    scripts.extend(m.verify.iter().map(|s| file(m, "verify", s)));
+                }
+            }
+            _ => {}
+        }
+    }
+    scripts
 }

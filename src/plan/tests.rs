@@ -593,3 +593,30 @@ fn renderings_carry_no_secret_and_the_json_has_its_documented_top_level() {
         );
     }
 }
+
+#[test]
+fn editing_a_pending_migration_after_review_changes_the_plan_hash() {
+    let (desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_01_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001"]);
+    let reviewed = run(&desired, &observed);
+    let mut edited = catalog();
+    edited.migrations[1].up.checksum = "sum-edited".to_owned();
+    let now = plan(&desired, &observed, &edited, &no_lint, &ctx(Mode::Operator));
+    assert_eq!(kinds(&reviewed), kinds(&now), "the same steps");
+    assert_ne!(reviewed.hash, now.hash, "but not the same SQL");
+
+    let mut verify_edited = catalog();
+    verify_edited.migrations[0].verify = Some(script("2024_01_01_001.verify.sql", "select true"));
+    let now = plan(
+        &desired,
+        &observed,
+        &verify_edited,
+        &no_lint,
+        &ctx(Mode::Operator),
+    );
+    assert_ne!(
+        reviewed.hash, now.hash,
+        "the verify step runs every verify file up to the target"
+    );
+}

@@ -1,0 +1,104 @@
+//! What `--plan-hash` pins and what holds a plan: a real Postgres, the Vercel emulator over
+//! HTTP, and the `steward` binary as a process.
+
+mod common;
+
+use common::fleet::{SHA1, World};
+use common::{assert_exit, stderr, stdout};
+
+const PENDING: &str = "2024_12_02_001_invoices.up.sql";
+
+/// A world whose migrations folder is a copy the test may edit.
+async fn world_with_own_migrations() -> (World, tempfile::TempDir) {
+    let world = World::new().await;
+    let migrations = tempfile::tempdir().expect("tempdir");
+    common::copy_dir(&common::repo_root().join("migrations"), migrations.path());
+    world.write_fleet(migrations.path(), "");
+    (world, migrations)
+}
+
+async fn converge(world: &World) {
+    world.setup(&["adopt", "shop"]);
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&out);
+    assert_exit(&out, 0);
+}
+
+fn plan_json(world: &World) -> serde_json::Value {
+    let out = world.steward(&["plan", "shop", "--format", "json"]);
+    world.assert_no_secret(&out);
+    serde_json::from_slice(&out.stdout).expect("plan json")
+}
+
+async fn scalar(world: &World, sql: &str) -> Option<String> {
+    let mut conn = world.db.connect().await;
+    sqlx::query_scalar(sql)
+        .fetch_optional(&mut conn)
+        .await
+        .expect("query")
+}
+
+async fn applied_version(world: &World) -> Option<String> {
+    scalar(
+        world,
+        "select max(version) from (select distinct on (version) version, status from system_versions order by version, applied_at desc) v where status = 'applied'",
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_migration_edited_after_review_is_refused_with_nothing_run() {
+    let (world, migrations) = world_with_own_migrations().await;
+    converge(&world).await;
+    world.write_client(SHA1, "2024_12_02_001", "info", "");
+    let reviewed = plan_json(&world);
+    let hash = reviewed["clients"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+
+    let file = migrations.path().join(PENDING);
+    let sql = std::fs::read_to_string(&file).expect("read migration");
+    std::fs::write(
+        &file,
+        format!("{sql}\ncreate table edited_after_review (id int);\n"),
+    )
+    .expect("edit migration");
+    let now = plan_json(&world);
+    assert_ne!(
+        now["clients"][0]["hash"].as_str(),
+        Some(hash.as_str()),
+        "the edit is a different plan"
+    );
+
+    let events_before = scalar(&world, "select count(*)::text from steward_events").await;
+    let out = world.steward(&["apply", "shop", "--yes", "--plan-hash", &hash]);
+    world.assert_no_secret(&out);
+    assert_exit(&out, 3);
+    assert!(
+        stderr(&out).contains("does not match"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        applied_version(&world).await.as_deref(),
+        Some("2024_11_18_001"),
+        "no migration ran"
+    );
+    assert_eq!(
+        scalar(
+            &world,
+            "select (to_regclass('edited_after_review') is not null)::text"
+        )
+        .await
+        .as_deref(),
+        Some("false"),
+        "the edited SQL never ran"
+    );
+    assert_eq!(
+        scalar(&world, "select count(*)::text from steward_events").await,
+        events_before,
+        "no update was started"
+    );
+}
