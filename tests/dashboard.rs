@@ -166,9 +166,11 @@ async fn a_client_page_shows_desired_beside_live_and_its_history() {
         let tab = browser.open(&format!("http://{addr}/clients/shop"));
         let text = browser.wait_for(
             &tab,
-            "the apply in the history",
+            "the apply in the history and live caught up with desired",
             Duration::from_secs(60),
-            |t| t.contains("apply completed") && t.contains("Desired and live"),
+            // The history is written as the apply ends; the live column follows at the
+            // next look, so wait for both rather than catch the page in between.
+            |t| t.contains("apply completed") && t.contains("✓ same"),
         );
         assert!(
             text.contains("promote succeeded"),

@@ -132,7 +132,8 @@ impl Outcome {
 struct Scratch {
     deployment: Option<vercel::Deployment>,
     env_undo: Option<EnvUndo>,
-    backup: Option<std::path::PathBuf>,
+    /// The id of the backup this run took.
+    backup: Option<String>,
 }
 
 /// Observe, plan and apply one client. With `expected_hash`, refuse unless the plan
@@ -365,48 +366,33 @@ fn interruption(
     }
 }
 
-/// `Session::restore`, without losing the update records: the backup predates this run,
-/// so `steward_events` rows are read first and written back after.
-async fn restore_keeping_records(
+/// `Session::restore` of a backup this client owns: its sidecar and checksum are checked
+/// before the archive is read; the records survive inside the restore (see `backup::restore`).
+async fn restore_checked(
     session: &mut Session,
     fleet: &Fleet,
     client: &Client,
-    url: &Secret,
-    file: &std::path::Path,
+    prepared: &Prepared,
+    backup: &str,
     actor: Actor<'_>,
 ) -> Result<(), String> {
-    let records: String =
-        sqlx::query_scalar("SELECT coalesce(json_agg(e), '[]')::text FROM steward_events e")
-            .fetch_one(session.connection())
-            .await
-            .map_err(|e| format!("cannot read steward_events before the restore: {e}"))?;
+    let name = &client.config.name;
+    let (info, file) =
+        postgres::backup::find(name, &fleet.backups_dir, backup).map_err(|e| e.to_string())?;
+    postgres::backup::check(name, &info, &file)
+        .await
+        .map_err(|e| e.to_string())?;
     session
         .restore(
-            url,
-            file,
+            &prepared.database_url,
+            &file,
             client.config.database.identity,
             &fleet.catalog,
             actor,
         )
         .await
-        .map_err(|e| e.to_string())?;
-    record::ensure_table(session.connection())
-        .await
-        .map_err(|e| e.to_string())?;
-    sqlx::query(
-        "INSERT INTO steward_events SELECT * FROM json_populate_recordset(NULL::steward_events, $1::json) ON CONFLICT (id) DO NOTHING",
-    )
-    .bind(&records)
-    .execute(session.connection())
-    .await
-    .map_err(|e| format!("restored, but the update records could not be written back: {e}"))?;
-    sqlx::query(
-        "SELECT setval(pg_get_serial_sequence('steward_events', 'id'), (SELECT max(id) FROM steward_events))",
-    )
-    .execute(session.connection())
-    .await
-    .map_err(|e| e.to_string())?;
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Versions, env keys and deployment ids go in the record; never values.
@@ -511,7 +497,7 @@ async fn run_step(
             )
             .await
             .map_err(|e| e.to_string())?;
-            scratch.backup = Some(fleet.backups_dir.join(name).join(&info.file));
+            scratch.backup = Some(info.id);
             Ok(())
         }
         Step::MigrateUp { to, .. } => session
@@ -525,10 +511,7 @@ async fn run_step(
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Step::RestoreBackup { backup, .. } => {
-            let (_, file) = postgres::backup::find(name, &fleet.backups_dir, backup)
-                .map_err(|e| e.to_string())?;
-            restore_keeping_records(session, fleet, client, &prepared.database_url, &file, actor)
-                .await
+            restore_checked(session, fleet, client, prepared, backup, actor).await
         }
         Step::Verify { version } => {
             let report = postgres::verify(
@@ -723,8 +706,8 @@ async fn run_undo(
             Ok(_) => Ok(()),
             // An irreversible migration: the backup taken by this run puts it back.
             Err(err) if err.is_refusal() && scratch.backup.is_some() => {
-                let file = scratch.backup.as_ref().ok_or("no backup")?;
-                postgres::backup::restore(&client.config.name, &prepared.database_url, file)
+                let backup = scratch.backup.as_deref().ok_or("no backup")?;
+                restore_checked(session, fleet, client, prepared, backup, actor)
                     .await
                     .map_err(|e| format!("{err}; restore failed too: {e}"))
             }
@@ -736,10 +719,7 @@ async fn run_undo(
             .map(|_| ())
             .map_err(|e| e.to_string()),
         Undo::RestoreTakenBackup => match &scratch.backup {
-            Some(file) => {
-                restore_keeping_records(session, fleet, client, &prepared.database_url, file, actor)
-                    .await
-            }
+            Some(backup) => restore_checked(session, fleet, client, prepared, backup, actor).await,
             None => Err("no backup was taken before the restore; nothing to put back".to_owned()),
         },
         Undo::RestoreEnv => match &scratch.env_undo {

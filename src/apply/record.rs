@@ -79,29 +79,11 @@ impl Event {
     }
 }
 
-const CREATE: &str = r#"
-CREATE TABLE IF NOT EXISTS steward_events (
-    id              bigserial PRIMARY KEY,
-    at              timestamptz NOT NULL DEFAULT now(),
-    client          text NOT NULL,
-    fleet_revision  text,
-    plan_hash       text,
-    step            text NOT NULL,
-    outcome         text NOT NULL,
-    duration_ms     bigint,
-    versions        text[] NOT NULL DEFAULT '{}',
-    env_keys        text[] NOT NULL DEFAULT '{}',
-    deployment_id   text,
-    error           text,
-    actor           text NOT NULL,
-    detail          text
-);
-CREATE INDEX IF NOT EXISTS steward_events_at_idx ON steward_events (at DESC);
-"#;
-
 /// Create the table when absent. Idempotent.
 pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), RecordError> {
-    sqlx::raw_sql(CREATE).execute(&mut *conn).await?;
+    sqlx::raw_sql(crate::postgres::EVENTS_TABLE)
+        .execute(&mut *conn)
+        .await?;
     Ok(())
 }
 

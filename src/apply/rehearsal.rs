@@ -68,6 +68,7 @@ pub async fn rehearse_now(
         None => backup::take(name, database_url, &fleet.backups_dir, current).await?,
     };
     let (info, file) = backup::find(name, &fleet.backups_dir, &info.id)?;
+    backup::check(name, &info, &file).await?;
     let server = match &client.config.rehearsal_url {
         Some(reference) => reference.resolve().map_err(|e| ApplyError::Config {
             client: name.clone(),

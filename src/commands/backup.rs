@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::support::{database_url, load_client, pg};
+use super::support::{actor, database_url, fleet_revision, load_client, pg};
+use crate::apply::record::{self, Event, EventKind};
 use crate::cli::ClientArgs;
 use crate::exit::{Exit, Refused};
 use crate::output::{Printer, table};
@@ -30,6 +31,17 @@ pub async fn take(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     let taken = backup::take(name, &url, &fleet.backups_dir, state.current.as_ref()).await;
     progress.finish();
     let info = taken.map_err(pg)?;
+    let mut conn = postgres::connect(name, &url, postgres::Access::ReadWrite)
+        .await
+        .map_err(pg)?;
+    record::ensure_table(&mut conn).await?;
+    let mut event = Event::new(name, "backup", EventKind::Manual, &actor());
+    event.duration_ms = i64::try_from(started.elapsed().as_millis()).ok();
+    event.versions = info.schema_version.iter().cloned().collect();
+    event.detail = Some(format!("backup {} sha256 {}", info.id, info.sha256));
+    event.fleet_revision = fleet_revision(&fleet);
+    record::append(&mut conn, &event).await?;
+    postgres::close(conn).await;
     printer.out(format!(
         "{name}: backup {} at schema {} ({} in {}, sha256 {}), checked readable\n  {}",
         info.id,

@@ -1,11 +1,13 @@
-//! `steward restore CLIENT --backup ID|latest --yes`: the guide's "restore from backup",
-//! then re-check identity, report the restored version, and record what it undid.
+//! `steward restore CLIENT --backup ID|latest --yes`: the guide's "restore from backup".
+//! The backup is checked (its client, its SHA-256, the identity inside the archive) before
+//! anything is written; the update records survive the restore and it records itself.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
 use super::support::{actor, database_url, fleet_revision, load_client, pg};
+use crate::apply::record::{self, Event, EventKind};
 use crate::cli::RestoreArgs;
 use crate::exit::{Exit, Refused};
 use crate::output::Printer;
@@ -22,6 +24,7 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
             info.id
         )));
     }
+    backup::check(name, &info, &file).await.map_err(pg)?;
     let url = database_url(&client)?;
     let mut session = Session::open(
         name,
@@ -63,6 +66,20 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
         .map(ToString::to_string)
         .collect();
     let current = crate::postgres::current_of(&session.latest_rows().await.map_err(pg)?);
+    record::ensure_table(session.connection()).await?;
+    let mut event = Event::new(name, "restore", EventKind::Manual, &who);
+    event.duration_ms = i64::try_from(started.elapsed().as_millis()).ok();
+    event.versions = undone.clone();
+    event.detail = Some(format!(
+        "backup {} taken {}; schema now {}",
+        info.id,
+        info.created_at.format("%Y-%m-%d %H:%M UTC"),
+        current
+            .as_ref()
+            .map_or("(empty)".to_owned(), ToString::to_string)
+    ));
+    event.fleet_revision = revision.clone();
+    record::append(session.connection(), &event).await?;
     session.close().await;
     printer.out(format!(
         "{name}: restored backup {} ({}) in {}; schema now {}; identity re-checked{}",

@@ -359,7 +359,7 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
         }
     }
 
-    let backups_dir = dir.join(&manifest.spec.backups.dir);
+    let backups_dir = backups_dir(dir, &manifest, &fleet_file, &fleet_parsed, &mut diagnostics);
     let fleet = Fleet {
         dir: dir.to_path_buf(),
         file: fleet_file,
@@ -443,6 +443,61 @@ fn check_secret(
     } else {
         Diagnostic::warning(file, at, field, message)
     });
+}
+
+/// Where the fleet's backups go: `spec.backups.dir`, or a folder under the user's state
+/// directory. Dumps hold client data: one inside a Git work tree is one `git add .` away
+/// from a repository, so that gets a warning.
+fn backups_dir(
+    dir: &Path,
+    manifest: &FleetManifest,
+    file: &Path,
+    parsed: &Parsed,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> PathBuf {
+    let Some(configured) = &manifest.spec.backups.dir else {
+        let fleet = manifest
+            .metadata
+            .as_ref()
+            .and_then(|m| m.name.as_deref())
+            .unwrap_or("default");
+        return default_backups_root().join(fleet);
+    };
+    let path = dir.join(configured);
+    if let Some(work_tree) = git_work_tree(&path) {
+        diagnostics.push(Diagnostic::warning(
+            file,
+            parsed.doc.spans.value("/spec/backups/dir"),
+            "spec.backups.dir",
+            format!(
+                "backups go inside the Git work tree at {}: dumps hold client data and must never be committed; choose a folder outside it, or leave spec.backups.dir unset for the private default",
+                work_tree.display()
+            ),
+        ));
+    }
+    path
+}
+
+/// `$XDG_STATE_HOME/steward/backups`, else `~/.local/state/steward/backups`, else (no home
+/// at all, as in some containers) `./steward-backups` beside the process, which the
+/// operator is expected to mount.
+pub fn default_backups_root() -> PathBuf {
+    dirs::state_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/state")))
+        .map_or_else(
+            || PathBuf::from("steward-backups"),
+            |state| state.join("steward").join("backups"),
+        )
+}
+
+/// The Git work tree holding `path` (or its nearest existing ancestor), if any.
+fn git_work_tree(path: &Path) -> Option<PathBuf> {
+    let existing = path.ancestors().find(|p| p.exists())?;
+    let absolute = fs::canonicalize(existing).ok()?;
+    absolute
+        .ancestors()
+        .find(|p| p.join(".git").exists())
+        .map(Path::to_path_buf)
 }
 
 struct Context<'a> {

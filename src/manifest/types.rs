@@ -137,24 +137,14 @@ fn default_github_api() -> String {
     "https://api.github.com".to_owned()
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct BackupsSpec {
-    /// Where backups go, relative to fleet.yaml; one folder per client.
-    #[serde(default = "default_backups_dir")]
-    pub dir: String,
-}
-
-impl Default for BackupsSpec {
-    fn default() -> Self {
-        Self {
-            dir: default_backups_dir(),
-        }
-    }
-}
-
-fn default_backups_dir() -> String {
-    "../backups".to_owned()
+    /// Where backups go, relative to fleet.yaml; one folder per client. Dumps hold the
+    /// clients' data, so the default is private to the user and outside any checkout:
+    /// `$XDG_STATE_HOME/steward/backups/<fleet name>` (`~/.local/state/...` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -166,46 +166,52 @@ async fn run(client: &str, mut command: Command, what: &str) -> Result<(), PgErr
     }
 }
 
-/// Dump the database, check the dump is readable, then write the sidecar.
+/// Dump the database into a private temporary file, check it is readable and hash it,
+/// and only then give it its name and write the sidecar. A failure at any point removes
+/// what was written: no partial dump is ever listed or left behind.
 pub async fn take(
     client: &str,
     url: &Secret,
     dir: &Path,
     version: Option<&Version>,
 ) -> Result<BackupInfo, PgError> {
-    let folder = dir.join(client);
-    tokio::fs::create_dir_all(&folder)
-        .await
-        .map_err(|e| err(client, format!("cannot create {}: {e}", folder.display())))?;
+    let folder = private_folder(client, dir)?;
+    sweep_partials(&folder);
     let created_at = Utc::now();
     let id = created_at.format("%Y%m%dT%H%M%S%.3fZ").to_string();
     let file = folder.join(format!("{id}.dump"));
-    let partial = folder.join(format!("{id}.dump.partial"));
+    // 0600 from the first byte: pg_dump truncates and fills this existing file, so its
+    // mode is ours, not the process umask's. Dropped (removed) on every early return.
+    let partial = tempfile::Builder::new()
+        .prefix(&format!(".{id}."))
+        .suffix(".partial")
+        .tempfile_in(&folder)
+        .map_err(|e| {
+            err(
+                client,
+                format!("cannot create a file in {}: {e}", folder.display()),
+            )
+        })?;
     let mut dump = tool("pg_dump");
     dump.args(["--format=custom", "--no-owner", "--file"])
-        .arg(&partial)
+        .arg(partial.path())
         .envs(libpq_env(client, url)?);
     run(client, dump, "pg_dump").await?;
     let mut list = tool("pg_restore");
-    list.arg("--list").arg(&partial).stdout(Stdio::null());
+    list.arg("--list").arg(partial.path()).stdout(Stdio::null());
     run(
         client,
         list,
         "pg_restore --list (checking the dump is readable)",
     )
     .await?;
-    tokio::fs::rename(&partial, &file)
-        .await
-        .map_err(|e| err(client, format!("cannot finish {}: {e}", file.display())))?;
-    let bytes = tokio::fs::read(&file)
-        .await
-        .map_err(|e| err(client, format!("cannot read {}: {e}", file.display())))?;
+    let (sha256, size) = digest(client, partial.path()).await?;
     let info = BackupInfo {
         id,
         client: client.to_owned(),
         schema_version: version.map(ToString::to_string),
-        sha256: hex::encode(Sha256::digest(&bytes)),
-        size: bytes.len() as u64,
+        sha256,
+        size,
         created_at,
         pg_dump_version: pg_dump_version().await,
         file: file
@@ -213,12 +219,118 @@ pub async fn take(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
     };
-    let sidecar = folder.join(format!("{}.json", info.id));
-    let json = serde_json::to_vec_pretty(&info).map_err(|e| err(client, e.to_string()))?;
-    tokio::fs::write(&sidecar, json)
-        .await
-        .map_err(|e| err(client, format!("cannot write {}: {e}", sidecar.display())))?;
+    partial.persist(&file).map_err(|e| {
+        err(
+            client,
+            format!("cannot finish {}: {}", file.display(), e.error),
+        )
+    })?;
+    if let Err(e) = write_sidecar(client, &folder, &info) {
+        let _ = std::fs::remove_file(&file);
+        return Err(e);
+    }
     Ok(info)
+}
+
+/// The client's backups folder, created 0700 and tightened to 0700 if it already exists.
+fn private_folder(client: &str, dir: &Path) -> Result<PathBuf, PgError> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let folder = dir.join(client);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&folder)
+        .and_then(|()| std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o700)))
+        .map_err(|e| err(client, format!("cannot create {}: {e}", folder.display())))?;
+    Ok(folder)
+}
+
+/// Remove what a killed process left: temporary files older than an hour (a dump being
+/// written now by another process is younger than that, its file touched as it grows).
+fn sweep_partials(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age > std::time::Duration::from_secs(3600));
+        if stale && name.to_string_lossy().ends_with(".partial") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// The sidecar, written to a private temporary file and renamed: a reader sees the whole
+/// JSON or none.
+fn write_sidecar(client: &str, folder: &Path, info: &BackupInfo) -> Result<(), PgError> {
+    use std::io::Write as _;
+    let sidecar = folder.join(format!("{}.json", info.id));
+    let json = serde_json::to_vec_pretty(info).map_err(|e| err(client, e.to_string()))?;
+    let mut temp = tempfile::Builder::new()
+        .prefix(&format!(".{}.", info.id))
+        .suffix(".json.partial")
+        .tempfile_in(folder)
+        .map_err(|e| err(client, format!("cannot write {}: {e}", sidecar.display())))?;
+    temp.write_all(&json)
+        .and_then(|()| temp.as_file().sync_all())
+        .map_err(|e| err(client, format!("cannot write {}: {e}", sidecar.display())))?;
+    temp.persist(&sidecar).map_err(|e| {
+        err(
+            client,
+            format!("cannot write {}: {}", sidecar.display(), e.error),
+        )
+    })?;
+    Ok(())
+}
+
+/// SHA-256 and size of a file, read in chunks: a dump is never held in memory whole.
+async fn digest(client: &str, path: &Path) -> Result<(String, u64), PgError> {
+    use tokio::io::AsyncReadExt as _;
+    let cannot = |e: std::io::Error| err(client, format!("cannot read {}: {e}", path.display()));
+    let mut file = tokio::fs::File::open(path).await.map_err(cannot)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer).await.map_err(cannot)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+        size += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), size))
+}
+
+/// A backup about to be read (restore, rehearsal): its sidecar names this client and the
+/// file still has the checksum it was written with. A swapped, truncated or altered dump
+/// is refused before a byte of it reaches a database.
+pub async fn check(client: &str, info: &BackupInfo, path: &Path) -> Result<(), PgError> {
+    if info.client != client {
+        return Err(PgError::refused(
+            client,
+            format!(
+                "backup {} was taken from client `{}`, not this one; refusing to read it",
+                info.id, info.client
+            ),
+        ));
+    }
+    let (sha256, _) = digest(client, path).await?;
+    if sha256 != info.sha256 {
+        return Err(PgError::refused(
+            client,
+            format!(
+                "backup {} does not match its recorded SHA-256 (the file changed after it was taken); refusing to read it",
+                info.id
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Every backup of a client, newest first. A dump without a sidecar does not count.
@@ -262,28 +374,12 @@ pub fn find(client: &str, dir: &Path, id: &str) -> Result<(BackupInfo, PathBuf),
 /// Restore a dump over the database, in ONE transaction: the `public` schema is dropped
 /// and rebuilt from the dump (so objects created after the backup go too), and if any
 /// statement fails nothing changes. `pg_restore` renders the script; `psql -1` runs it.
+///
+/// The update records are not the backup's to roll back: `steward_events` rows written
+/// since the dump are carried across inside the same transaction, so a restore never
+/// erases the history of what happened to the client, and a failed one keeps it too.
 pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgError> {
-    let script = tool("pg_restore")
-        .args(["--no-owner", "--clean", "--if-exists", "--file=-"])
-        .arg(file)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| {
-            err(
-                client,
-                format!("cannot run pg_restore: {e} (install the PostgreSQL client tools)"),
-            )
-        })?;
-    if !script.status.success() {
-        return Err(err(
-            client,
-            format!(
-                "pg_restore failed: {}",
-                String::from_utf8_lossy(&script.stderr).trim()
-            ),
-        ));
-    }
+    let script = restore_script(client, &["--no-owner", "--clean", "--if-exists"], file).await?;
     let mut psql = tool("psql")
         .args(["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1"])
         .envs(libpq_env(client, url)?)
@@ -300,10 +396,12 @@ pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgEr
     if let Some(mut stdin) = psql.stdin.take() {
         use tokio::io::AsyncWriteExt;
         let write = async {
+            stdin.write_all(KEEP_EVENTS.as_bytes()).await?;
             stdin
                 .write_all(b"DROP SCHEMA IF EXISTS public CASCADE;\nCREATE SCHEMA public;\n")
                 .await?;
-            stdin.write_all(&script.stdout).await?;
+            stdin.write_all(&script).await?;
+            stdin.write_all(put_events_back().as_bytes()).await?;
             stdin.shutdown().await
         };
         write
@@ -325,6 +423,88 @@ pub async fn restore(client: &str, url: &Secret, file: &Path) -> Result<(), PgEr
             ),
         ))
     }
+}
+
+/// Before the restore: the records as JSON in a temporary table that outlives the schema.
+const KEEP_EVENTS: &str = "CREATE TEMP TABLE steward_kept_events ON COMMIT DROP AS SELECT '[]'::json AS rows;
+DO $steward$ BEGIN
+  IF to_regclass('public.steward_events') IS NOT NULL THEN
+    UPDATE pg_temp.steward_kept_events SET rows = (SELECT coalesce(json_agg(e), '[]') FROM public.steward_events e);
+  END IF;
+END $steward$;
+";
+
+/// After the restore: the table as the dump left it (or created, for a dump older than
+/// steward), with every kept row the dump does not already hold, and its sequence past them.
+fn put_events_back() -> String {
+    format!(
+        "SET search_path = public;
+{table}
+INSERT INTO steward_events SELECT * FROM json_populate_recordset(NULL::steward_events, (SELECT rows FROM pg_temp.steward_kept_events)) ON CONFLICT (id) DO NOTHING;
+SELECT setval(pg_get_serial_sequence('steward_events', 'id'), coalesce((SELECT max(id) FROM steward_events), 1), (SELECT count(*) > 0 FROM steward_events));
+",
+        table = super::EVENTS_TABLE
+    )
+}
+
+/// The identity written in a dump's `steward_identity` data, read from the archive
+/// without touching any database. `None` when the dump holds no identity.
+pub async fn identity_in(client: &str, file: &Path) -> Result<Option<super::Identity>, PgError> {
+    let script = restore_script(client, &["--data-only", "--table=steward_identity"], file).await?;
+    Ok(parse_identity(&String::from_utf8_lossy(&script)))
+}
+
+/// The SQL script `pg_restore ARGS --file=- FILE` renders from an archive.
+async fn restore_script(client: &str, args: &[&str], file: &Path) -> Result<Vec<u8>, PgError> {
+    let output = tool("pg_restore")
+        .args(args)
+        .arg("--file=-")
+        .arg(file)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            err(
+                client,
+                format!("cannot run pg_restore: {e} (install the PostgreSQL client tools)"),
+            )
+        })?;
+    if !output.status.success() {
+        return Err(err(
+            client,
+            format!(
+                "pg_restore cannot read the dump: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            ),
+        ));
+    }
+    Ok(output.stdout)
+}
+
+/// The first row of `COPY ... steward_identity (cols) FROM stdin;` in a pg_restore script.
+fn parse_identity(script: &str) -> Option<super::Identity> {
+    let mut lines = script.lines();
+    let header = lines.find(|l| l.starts_with("COPY ") && l.contains("steward_identity ("))?;
+    let columns: Vec<&str> = header
+        .split_once('(')?
+        .1
+        .split_once(')')?
+        .0
+        .split(',')
+        .map(|c| c.trim().trim_matches('"'))
+        .collect();
+    let row = lines.next().filter(|l| *l != "\\.")?;
+    let fields: Vec<&str> = row.split('\t').collect();
+    let field = |name: &str| {
+        columns
+            .iter()
+            .position(|c| *c == name)
+            .and_then(|i| fields.get(i))
+    };
+    Some(super::Identity {
+        client: field("client")?.replace("\\\\", "\\"),
+        id: field("id")?.parse().ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -349,5 +529,21 @@ mod tests {
         assert_eq!(get("PGPASSWORD"), Some("p@ss"));
         assert_eq!(get("PGDATABASE"), Some("main"));
         assert_eq!(get("PGSSLMODE"), Some("require"));
+    }
+
+    #[test]
+    fn the_identity_is_read_from_the_copy_block_of_a_restore_script() {
+        let script = "SET x = 1;\n\nCOPY public.steward_identity (client, id, adopted_at, adopted_by, singleton) FROM stdin;\nshop\t6f1c2a4e-9d1b-4c3a-8f00-0123456789ab\t2026-01-01 00:00:00+00\tci\tt\n\\.\n";
+        let identity = parse_identity(script).expect("identity");
+        assert_eq!(identity.client, "shop");
+        assert_eq!(
+            identity.id.to_string(),
+            "6f1c2a4e-9d1b-4c3a-8f00-0123456789ab"
+        );
+        assert_eq!(
+            parse_identity("COPY public.steward_identity (client, id) FROM stdin;\n\\.\n"),
+            None
+        );
+        assert_eq!(parse_identity("SET x = 1;\n"), None);
     }
 }

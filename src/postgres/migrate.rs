@@ -170,6 +170,7 @@ impl Session {
         actor: Actor<'_>,
     ) -> Result<Vec<Version>, PgError> {
         let before = self.latest_rows().await?;
+        self.check_dump_identity(file).await?;
         super::backup::restore(&self.client, url, file).await?;
         self.check_identity(pinned).await?;
         versions::ensure_table(&mut self.conn, &self.client).await?;
@@ -191,6 +192,35 @@ impl Session {
         self.record_schema(now.as_ref(), Reason::Restore, actor)
             .await?;
         Ok(undone)
+    }
+
+    /// Whose dump is this? Read from the archive itself before a byte is written: a dump
+    /// of another client (or of another database that carries this client's name) is
+    /// refused, and the database is left as it is.
+    async fn check_dump_identity(&mut self, file: &std::path::Path) -> Result<(), PgError> {
+        let live = super::read_identity(&mut self.conn, &self.client).await?;
+        let dumped = super::backup::identity_in(&self.client, file).await?;
+        let refuse = |why: String| {
+            Err(PgError::refused(
+                &self.client,
+                format!("{why}; refusing to restore it (nothing was written)"),
+            ))
+        };
+        match (dumped, live) {
+            (Some(d), _) if d.client != self.client => refuse(format!(
+                "the dump belongs to client `{}`, not `{}`",
+                d.client, self.client
+            )),
+            (Some(d), Some(l)) if d.id != l.id => refuse(format!(
+                "the dump was taken from another database (identity {}; this database is {})",
+                d.id, l.id
+            )),
+            (None, Some(_)) => refuse(
+                "the dump holds no steward identity, so it was not taken from this adopted database"
+                    .to_owned(),
+            ),
+            _ => Ok(()),
+        }
     }
 
     /// Record the live schema as the reference drift is measured against.

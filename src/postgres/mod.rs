@@ -36,6 +36,28 @@ use std::path::PathBuf;
 use crate::migrations::Version;
 use crate::migrations::lint::Finding;
 
+/// The update records' table (`apply::record` writes it). Here because a restore must
+/// carry its rows across inside its own transaction.
+pub const EVENTS_TABLE: &str = r#"
+CREATE TABLE IF NOT EXISTS steward_events (
+    id              bigserial PRIMARY KEY,
+    at              timestamptz NOT NULL DEFAULT now(),
+    client          text NOT NULL,
+    fleet_revision  text,
+    plan_hash       text,
+    step            text NOT NULL,
+    outcome         text NOT NULL,
+    duration_ms     bigint,
+    versions        text[] NOT NULL DEFAULT '{}',
+    env_keys        text[] NOT NULL DEFAULT '{}',
+    deployment_id   text,
+    error           text,
+    actor           text NOT NULL,
+    detail          text
+);
+CREATE INDEX IF NOT EXISTS steward_events_at_idx ON steward_events (at DESC);
+"#;
+
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     #[error("client {client}: the database URL is not a valid postgres:// URL")]
