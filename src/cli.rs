@@ -105,7 +105,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Compute the plan and carry it out, step by step, undoing on failure.
     Apply(ApplyArgs),
-    /// Allow a Failed client to be tried again with the same plan.
+    /// Allow a Failed client to be tried again with the same release.
     Retry(ClientArgs),
     /// Roll a client's production deployment back now.
     Rollback(RollbackArgs),

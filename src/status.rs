@@ -21,7 +21,7 @@ pub enum Phase {
     Holding,
     /// Vercel's rate-limit window is spent: it goes on when the window resets.
     RateLimited,
-    /// The last apply failed and was undone; the same plan is not retried blindly.
+    /// The last apply failed and was undone; the same release is not retried blindly.
     Failed,
     /// steward could not look at the client (unreachable, misconfigured).
     Error,

@@ -188,7 +188,7 @@ async fn a_failed_build_rolls_the_schema_and_env_back_and_leaves_production_alon
         "{recorded:?}"
     );
 
-    // The Failed state holds the same plan until the manifest changes or someone retries.
+    // The Failed state holds the same release until the manifest changes or someone retries.
     let status = world.steward(&["status", "shop"]);
     assert!(stdout(&status).contains("Failed"), "{}", stdout(&status));
     assert!(

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::fleet::{SHA1, World};
+use common::fleet::{SHA1, SHA2, World};
 use common::{assert_exit, stderr, stdout};
 
 const PENDING: &str = "2024_12_02_001_invoices.up.sql";
@@ -101,4 +101,65 @@ async fn a_pending_migration_edited_after_review_is_refused_with_nothing_run() {
         events_before,
         "no update was started"
     );
+}
+
+async fn count(world: &World, sql: &str) -> i64 {
+    let mut conn = world.db.connect().await;
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_its_bake_is_promoted_once_over_three_applies_until_the_code_changes()
+{
+    let world = World::new().await;
+    converge(&world).await;
+    world.emulator.update_faults(|f| {
+        f.unhealthy_in_production.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let promotions =
+        "select count(*) from steward_events where step = 'promote' and outcome = 'succeeded'";
+    let before = count(&world, promotions).await;
+
+    let first = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&first);
+    assert_exit(&first, 1);
+    assert!(
+        stdout(&first).contains("FAILED at bake"),
+        "{}",
+        stdout(&first)
+    );
+    assert_eq!(
+        applied_version(&world).await.as_deref(),
+        Some("2024_12_18_001"),
+        "the schema was kept, so the next plan differs from the one that failed"
+    );
+    for _ in 0..2 {
+        let again = world.steward(&["apply", "shop", "--yes"]);
+        world.assert_no_secret(&again);
+        let said = format!("{}{}", stdout(&again), stderr(&again));
+        assert!(
+            said.contains("this release failed at bake")
+                && said.contains("change the manifest or `steward retry shop`"),
+            "{said}"
+        );
+    }
+    assert_eq!(
+        count(&world, promotions).await - before,
+        1,
+        "promoted once over three applies"
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+
+    // Another code version is another release: it runs without `retry`.
+    const SHA3: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+    world.write_client(SHA3, "2024_12_18_001", "debug", "");
+    let fixed = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&fixed);
+    assert_exit(&fixed, 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA3));
+    assert_eq!(count(&world, promotions).await - before, 2);
 }

@@ -220,6 +220,7 @@ fn refused(name: &str, plan: &Plan, expected: &str) -> ApplyError {
 fn event(runner: &Runner, plan: &Plan, step: &str, kind: EventKind) -> Event {
     let mut e = Event::new(&plan.client, step, kind, &runner.actor);
     e.plan_hash = Some(plan.hash.clone());
+    e.release = Some(plan.release.clone());
     e.fleet_revision = runner.revision.clone();
     e
 }
@@ -664,6 +665,7 @@ async fn run_step(
         Step::Record => {
             let mut e = Event::new(name, "apply", EventKind::Completed, &runner.actor);
             e.plan_hash = Some(prepared.plan.hash.clone());
+            e.release = Some(prepared.plan.release.clone());
             e.fleet_revision = runner.revision.clone();
             e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
             let c = &prepared.plan.changes;

@@ -56,6 +56,8 @@ pub struct Event {
     pub client: String,
     pub fleet_revision: Option<String>,
     pub plan_hash: Option<String>,
+    /// The release the run was for (`plan::release`): what a failure is remembered by.
+    pub release: Option<String>,
     pub step: String,
     pub outcome: String,
     pub duration_ms: Option<i64>,
@@ -89,8 +91,8 @@ pub async fn ensure_table(conn: &mut PgConnection) -> Result<(), RecordError> {
 
 pub async fn append(conn: &mut PgConnection, event: &Event) -> Result<(), RecordError> {
     sqlx::query(
-        "INSERT INTO steward_events (client, fleet_revision, plan_hash, step, outcome, duration_ms, versions, env_keys, deployment_id, error, actor, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        "INSERT INTO steward_events (client, fleet_revision, plan_hash, step, outcome, duration_ms, versions, env_keys, deployment_id, error, actor, detail, release)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
     .bind(&event.client)
     .bind(&event.fleet_revision)
@@ -104,6 +106,7 @@ pub async fn append(conn: &mut PgConnection, event: &Event) -> Result<(), Record
     .bind(&event.error)
     .bind(&event.actor)
     .bind(&event.detail)
+    .bind(&event.release)
     .execute(&mut *conn)
     .await?;
     Ok(())
@@ -115,8 +118,9 @@ pub async fn history(conn: &mut PgConnection, limit: u32) -> Result<Vec<Event>, 
         return Ok(Vec::new());
     }
     let rows = sqlx::query(
-        "SELECT at, client, fleet_revision, plan_hash, step, outcome, duration_ms, versions, env_keys, deployment_id, error, actor, detail
-         FROM steward_events ORDER BY at DESC, id DESC LIMIT $1",
+        "SELECT at, client, fleet_revision, plan_hash, step, outcome, duration_ms, versions, env_keys, deployment_id, error, actor, detail,
+                to_jsonb(e) ->> 'release' AS release
+         FROM steward_events e ORDER BY at DESC, id DESC LIMIT $1",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)
@@ -128,6 +132,7 @@ pub async fn history(conn: &mut PgConnection, limit: u32) -> Result<Vec<Event>, 
             client: row.get("client"),
             fleet_revision: row.get("fleet_revision"),
             plan_hash: row.get("plan_hash"),
+            release: row.get("release"),
             step: row.get("step"),
             outcome: row.get("outcome"),
             duration_ms: row.get("duration_ms"),
@@ -155,8 +160,9 @@ pub async fn last_failure(conn: &mut PgConnection) -> Result<Option<Failure>, Re
     if !table_exists(conn).await? {
         return Ok(None);
     }
+    // `release` through to_jsonb: a table written before that column existed lacks it.
     let row = sqlx::query(
-        "SELECT at, plan_hash, outcome, detail, error FROM steward_events
+        "SELECT at, plan_hash, outcome, detail, error, to_jsonb(e) ->> 'release' AS release FROM steward_events e
          WHERE step = 'apply' AND outcome IN ('failed', 'rolled_back', 'completed', 'retry')
          ORDER BY at DESC, id DESC LIMIT 1",
     )
@@ -168,6 +174,7 @@ pub async fn last_failure(conn: &mut PgConnection) -> Result<Option<Failure>, Re
             plan_hash: row
                 .get::<Option<String>, _>("plan_hash")
                 .unwrap_or_default(),
+            release: row.get("release"),
             step: row
                 .get::<Option<String>, _>("detail")
                 .unwrap_or_else(|| "apply".to_owned()),

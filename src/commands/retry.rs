@@ -1,4 +1,4 @@
-//! `steward retry CLIENT`: clear the Failed state so the same plan may run again (for a
+//! `steward retry CLIENT`: clear the Failed state so the same release may run again (for a
 //! cause outside the manifest, like a Vercel outage).
 
 use anyhow::Result;
@@ -26,6 +26,7 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     record::ensure_table(&mut conn).await?;
     let mut e = Event::new(name, "apply", EventKind::Retry, &actor());
     e.plan_hash = Some(failure.plan_hash.clone());
+    e.release = failure.release.clone();
     e.detail = Some(format!("retry after failure at {}", failure.step));
     record::append(&mut conn, &e).await?;
     postgres::close(conn).await;

@@ -315,6 +315,7 @@ mod tests {
             rehearsal: None,
             drift: vec![],
             hash: "0123456789abcdef".into(),
+            release: "fedcba9876543210".into(),
         }
     }
 

@@ -119,9 +119,23 @@ pub struct ObservedEnv {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     pub plan_hash: String,
+    /// The release that failed (`plan::release`); None in records written before steward
+    /// recorded releases.
+    pub release: Option<String>,
     pub step: String,
     pub error: String,
     pub at: DateTime<Utc>,
+}
+
+impl Failure {
+    /// Whether this failure was of the release the manifest asks for now. Records older
+    /// than release fingerprints can only be matched by their plan hash.
+    pub fn is_of(&self, release: &str, plan_hash: &str) -> bool {
+        match &self.release {
+            Some(failed) => failed == release,
+            None => self.plan_hash == plan_hash,
+        }
+    }
 }
 
 /// Facts about the rest of the fleet and who is asking, decided outside the planner.

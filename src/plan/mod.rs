@@ -59,6 +59,10 @@ pub struct Plan {
     pub drift: Vec<SchemaChange>,
     /// sha256 over the steps and the inputs that matter, first 16 hex characters.
     pub hash: String,
+    /// What the manifest asks for, whatever is live: see [`release`]. A failure is
+    /// remembered by it, so the same release is not tried again after a half-undone
+    /// failure changed the plan.
+    pub release: String,
 }
 
 /// What changes, old → new, for summaries and PR comments.
@@ -85,7 +89,9 @@ pub enum Hold {
         next_open: Option<DateTime<Utc>>,
     },
     AwaitingApproval,
+    /// This release (same code, schema and env) failed before.
     Failed {
+        client: String,
         step: String,
         error: String,
         at: DateTime<Utc>,
@@ -114,9 +120,14 @@ impl fmt::Display for Hold {
             Hold::AwaitingApproval => {
                 f.write_str("awaiting approval (policy.apply: manual): run `steward apply`")
             }
-            Hold::Failed { step, error, at } => write!(
+            Hold::Failed {
+                client,
+                step,
+                error,
+                at,
+            } => write!(
                 f,
-                "failed at {step} on {} with this same plan: {error}; change the manifest or run `steward retry`",
+                "this release failed at {step} on {}: {error}; change the manifest or `steward retry {client}`",
                 at.format("%Y-%m-%d %H:%M UTC")
             ),
             Hold::Wave { reason } => write!(f, "waiting for an earlier wave: {reason}"),
@@ -545,6 +556,7 @@ pub fn plan(
         &scripts_run(&steps, catalog),
     );
 
+    let release = release(desired, catalog);
     let mut holds = Vec::new();
     if !steps.is_empty() {
         if config.suspend {
@@ -556,8 +568,13 @@ pub fn plan(
         if config.policy.apply == ApplyPolicy::Manual && ctx.mode == Mode::Daemon {
             holds.push(Hold::AwaitingApproval);
         }
-        if let Some(failure) = observed.failure.as_ref().filter(|f| f.plan_hash == hash) {
+        if let Some(failure) = observed
+            .failure
+            .as_ref()
+            .filter(|f| f.is_of(&release, &hash))
+        {
             holds.push(Hold::Failed {
+                client: config.name.clone(),
                 step: failure.step.clone(),
                 error: failure.error.clone(),
                 at: failure.at,
@@ -581,7 +598,39 @@ pub fn plan(
         rehearsal: observed.rehearsal.clone(),
         drift: drift_changes,
         hash,
+        release,
     }
+}
+
+/// The release the manifest asks for, as 16 hex characters: the client, the commit, the
+/// target schema version with the checksum of every migration up to it, and the env
+/// fingerprints. Unlike the plan hash it does not depend on what is live, so a failure
+/// that left part of a release in place (a bake that failed after the schema was kept) is
+/// still recognised; and fixing a failed migration file is a new release.
+pub fn release(desired: &Desired, catalog: &Catalog) -> String {
+    let target = &desired.config.database.schema_version;
+    let migrations: Vec<_> = catalog
+        .migrations
+        .iter()
+        .filter(|m| &m.version <= target)
+        .map(|m| {
+            serde_json::json!([
+                m.version,
+                m.up.checksum,
+                m.down.as_ref().map(|s| &s.checksum),
+                m.verify.as_ref().map(|s| &s.checksum),
+            ])
+        })
+        .collect();
+    let input = serde_json::json!({
+        "client": desired.config.name,
+        "sha": desired.sha,
+        "schema": target,
+        "migrations": migrations,
+        "env": desired.env,
+    });
+    let digest = Sha256::digest(input.to_string().as_bytes());
+    hex::encode(&digest[..8])
 }
 
 /// A stable hash: the client, the steps (which embed versions, shas, env fingerprints and

@@ -371,6 +371,7 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
                 "outcome": plan.outcome(),
                 "status": status_word(plan),
                 "hash": plan.hash,
+                "release": plan.release,
                 "runnable": plan.runnable(),
                 "changes": plan.changes,
                 "steps": plan.steps.iter().map(|s| json!({

@@ -350,25 +350,83 @@ fn manual_policy_holds_the_daemon_but_not_an_operator() {
 }
 
 #[test]
-fn a_client_that_failed_with_this_same_plan_is_held_until_the_manifest_changes() {
+fn a_release_that_failed_is_held_though_its_plan_changed_until_the_manifest_changes() {
     let (mut desired, mut observed) = converged();
     observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    observed.schema.current = Some(v("2024_01_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001"]);
     let first = run(&desired, &observed);
+    // The bake failed after the migration ran; the schema was kept, so the plan now has
+    // no migration in it, but it is still the release that failed.
+    observed.schema.current = Some(v("2024_02_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001", "2024_02_01_001"]);
     observed.failure = Some(Failure {
         plan_hash: first.hash.clone(),
-        step: "health_check".to_owned(),
+        release: Some(first.release.clone()),
+        step: "bake".to_owned(),
         error: "503".to_owned(),
         at: now(),
     });
     let again = run(&desired, &observed);
+    assert_ne!(
+        again.hash, first.hash,
+        "the plan is not the one that failed"
+    );
+    assert_eq!(again.release, first.release, "the release is");
     assert!(
-        matches!(again.holds.as_slice(), [Hold::Failed { step, .. }] if step == "health_check")
+        matches!(again.holds.as_slice(), [Hold::Failed { step, .. }] if step == "bake"),
+        "{:?}",
+        again.holds
+    );
+    let said = again.holds[0].to_string();
+    assert!(
+        said.contains("this release failed at bake") && said.contains("`steward retry acme`"),
+        "{said}"
     );
 
     desired.sha = "3333333333333333333333333333333333333333".to_owned();
     let changed = run(&desired, &observed);
-    assert_ne!(changed.hash, first.hash);
-    assert!(changed.holds.is_empty(), "a new manifest is a new plan");
+    assert_ne!(changed.release, first.release);
+    assert!(changed.holds.is_empty(), "a new manifest is a new release");
+}
+
+#[test]
+fn fixing_the_failed_pending_migration_is_a_new_release_that_runs_without_retry() {
+    let (desired, mut observed) = converged();
+    observed.schema.current = Some(v("2024_01_01_001"));
+    observed.schema.applied = applied(&["2024_01_01_001"]);
+    let failed = run(&desired, &observed);
+    observed.failure = Some(Failure {
+        plan_hash: failed.hash.clone(),
+        release: Some(failed.release.clone()),
+        step: "migrate_up".to_owned(),
+        error: "syntax error".to_owned(),
+        at: now(),
+    });
+    assert!(!run(&desired, &observed).holds.is_empty());
+    let mut fixed = catalog();
+    fixed.migrations[1].up.checksum = "sum-fixed".to_owned();
+    let plan = plan(&desired, &observed, &fixed, &no_lint, &ctx(Mode::Operator));
+    assert!(plan.holds.is_empty(), "{:?}", plan.holds);
+    assert!(plan.runnable());
+}
+
+#[test]
+fn a_failure_recorded_before_releases_is_matched_by_its_plan_hash() {
+    let (desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    let first = run(&desired, &observed);
+    observed.failure = Some(Failure {
+        plan_hash: first.hash.clone(),
+        release: None,
+        step: "health_check".to_owned(),
+        error: "503".to_owned(),
+        at: now(),
+    });
+    assert!(matches!(
+        run(&desired, &observed).holds.as_slice(),
+        [Hold::Failed { .. }]
+    ));
 }
 
 #[test]

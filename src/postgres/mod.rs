@@ -56,6 +56,7 @@ CREATE TABLE IF NOT EXISTS steward_events (
     detail          text
 );
 CREATE INDEX IF NOT EXISTS steward_events_at_idx ON steward_events (at DESC);
+ALTER TABLE steward_events ADD COLUMN IF NOT EXISTS release text;
 "#;
 
 #[derive(Debug, thiserror::Error)]

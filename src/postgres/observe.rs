@@ -76,7 +76,8 @@ pub async fn observe_on(
                 to_regclass('system_versions') IS NOT NULL AS versions,
                 to_regclass('steward_events') IS NOT NULL AS events,
                 to_regclass('steward_schema') IS NOT NULL AS schema,
-                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('system_versions') AND attname = 'checksum' AND NOT attisdropped) AS checksum",
+                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('system_versions') AND attname = 'checksum' AND NOT attisdropped) AS checksum,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass('steward_events') AND attname = 'release' AND NOT attisdropped) AS release",
     )
     .fetch_one(&mut *conn)
     .await
@@ -88,6 +89,7 @@ pub async fn observe_on(
         row.get("checksum"),
     );
     let has_reference: bool = row.get("schema");
+    let has_release: bool = row.get("release");
 
     // Round trip 2: one statement, one row shape: (kind, a, b, c, at).
     let mut parts = Vec::new();
@@ -105,11 +107,12 @@ pub async fn observe_on(
         ));
     }
     if has_events {
-        parts.push(
-            "(SELECT 'event'::text, outcome, plan_hash, coalesce(detail, '') || chr(31) || coalesce(error, ''), at FROM steward_events
+        // Release first: an error text may hold anything, so it goes last.
+        let release = if has_release { "release" } else { "NULL::text" };
+        parts.push(format!(
+            "(SELECT 'event'::text, outcome, plan_hash, coalesce({release}, '') || chr(31) || coalesce(detail, '') || chr(31) || coalesce(error, ''), at FROM steward_events
               WHERE step = 'apply' AND outcome IN ('failed', 'rolled_back', 'completed', 'retry') ORDER BY at DESC, id DESC LIMIT 1)"
-                .to_owned(),
-        );
+        ));
     }
     if has_reference {
         parts.push(super::drift::observation_part(has_versions));
@@ -156,13 +159,14 @@ pub async fn observe_on(
                 _ => {
                     let outcome = a.unwrap_or_default();
                     if matches!(outcome.as_str(), "failed" | "rolled_back") {
-                        let (detail, error) = c
-                            .as_deref()
-                            .unwrap_or_default()
-                            .split_once('\u{1f}')
-                            .unwrap_or(("", ""));
+                        let text = c.unwrap_or_default();
+                        let mut fields = text.splitn(3, '\u{1f}');
+                        let release = fields.next().unwrap_or_default();
+                        let detail = fields.next().unwrap_or_default();
+                        let error = fields.next().unwrap_or_default();
                         failure = Some(Failure {
                             plan_hash: b.unwrap_or_default(),
+                            release: (!release.is_empty()).then(|| release.to_owned()),
                             step: if detail.is_empty() {
                                 "apply".to_owned()
                             } else {
