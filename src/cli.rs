@@ -309,9 +309,13 @@ pub struct ApplyArgs {
     pub clients: Vec<String>,
     #[command(flatten)]
     pub fleet: FleetArgs,
-    /// Refuse unless the recomputed plan has this hash (the one that was reviewed).
+    /// Refuse unless the recomputed plan has this hash (the one that was reviewed); for a
+    /// `policy.apply: manual` client this is the approval.
     #[arg(long)]
     pub plan_hash: Option<String>,
+    /// Start even outside the maintenance window (recorded with who ran it).
+    #[arg(long)]
+    pub ignore_window: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,

@@ -140,13 +140,20 @@ async fn a_release_that_fails_its_bake_is_promoted_once_over_three_applies_until
     for _ in 0..2 {
         let again = world.steward(&["apply", "shop", "--yes"]);
         world.assert_no_secret(&again);
-        let said = format!("{}{}", stdout(&again), stderr(&again));
+        assert_exit(&again, 3);
         assert!(
-            said.contains("this release failed at bake")
-                && said.contains("change the manifest or `steward retry shop`"),
-            "{said}"
+            stderr(&again).contains("this release failed at bake")
+                && stderr(&again).contains("change the manifest or `steward retry shop`"),
+            "apply says what releases the hold: {}",
+            stderr(&again)
         );
     }
+    assert_held_everywhere(
+        &world,
+        "failed",
+        "this release failed at bake",
+        "steward retry shop",
+    );
     assert_eq!(
         count(&world, promotions).await - before,
         1,
@@ -162,4 +169,152 @@ async fn a_release_that_fails_its_bake_is_promoted_once_over_three_applies_until
     assert_exit(&fixed, 0);
     assert_eq!(world.production_sha().as_deref(), Some(SHA3));
     assert_eq!(count(&world, promotions).await - before, 2);
+}
+
+/// The hold shows in the plan's text, its PR comment and its JSON, with the command that
+/// releases it.
+#[track_caller]
+fn assert_held_everywhere(world: &World, kind: &str, reason: &str, command: &str) {
+    let text = world.steward(&["plan", "shop"]);
+    world.assert_no_secret(&text);
+    assert!(
+        stdout(&text).contains(&format!("hold: {}", reason)) && stdout(&text).contains(command),
+        "text:\n{}",
+        stdout(&text)
+    );
+    let markdown = world.steward(&["plan", "shop", "--format", "markdown"]);
+    world.assert_no_secret(&markdown);
+    let md = stdout(&markdown);
+    assert!(
+        md.replace('\\', "").contains(reason) && md.contains(&format!("`{command}`")),
+        "markdown:\n{md}"
+    );
+    let json = plan_json(world);
+    let client = &json["clients"][0];
+    assert_eq!(client["runnable"], false, "{client:#}");
+    assert_eq!(client["holds"][0]["hold"]["kind"], kind, "{client:#}");
+    assert!(
+        client["holds"][0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(reason)),
+        "{client:#}"
+    );
+    assert_eq!(client["holds"][0]["command"], command, "{client:#}");
+}
+
+/// Rewrite the client manifest's `apply: auto` as `apply: manual`.
+fn make_manual(world: &World) {
+    let path = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&path).expect("read manifest");
+    std::fs::write(&path, text.replace("apply: auto", "apply: manual")).expect("write manifest");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_client_shows_its_approval_in_every_plan_and_runs_only_with_the_reviewed_hash() {
+    let world = World::new().await;
+    converge(&world).await;
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    make_manual(&world);
+    let hash = plan_json(&world)["clients"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let approve = format!("steward apply shop --plan-hash {hash}");
+    assert_held_everywhere(
+        &world,
+        "awaiting_approval",
+        &format!("awaiting approval: run `{approve}`"),
+        &approve,
+    );
+
+    let unapproved = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&unapproved);
+    assert_exit(&unapproved, 3);
+    assert!(
+        stderr(&unapproved).contains(&approve),
+        "apply says what approves it: {}",
+        stderr(&unapproved)
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1), "nothing ran");
+
+    let approved = world.steward(&["apply", "shop", "--yes", "--plan-hash", &hash]);
+    world.assert_no_secret(&approved);
+    assert_exit(&approved, 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+}
+
+/// A window on tomorrow's weekday: closed now, whatever the time.
+fn closed_window() -> String {
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+    format!(
+        "  schedule: {{ timezone: UTC, windows: [\"{} 02:00-03:00\"] }}\n",
+        tomorrow.format("%a")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outside_the_window_apply_refuses_and_ignore_window_runs_it_and_records_who_did() {
+    let world = World::new().await;
+    converge(&world).await;
+    world.write_client(SHA2, "2024_11_18_001", "info", &closed_window());
+    assert_held_everywhere(
+        &world,
+        "outside_window",
+        "outside the maintenance window; next opens",
+        "steward apply shop --ignore-window",
+    );
+
+    let held = world.steward(&["apply", "shop", "--yes"]);
+    world.assert_no_secret(&held);
+    assert_exit(&held, 3);
+    assert!(
+        stderr(&held).contains("`steward apply shop --ignore-window`"),
+        "{}",
+        stderr(&held)
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1), "nothing ran");
+
+    let out = world
+        .command(&["apply", "shop", "--yes", "--ignore-window"])
+        .env("STEWARD_ACTOR", "alice")
+        .output()
+        .expect("apply");
+    world.assert_no_secret(&out);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("maintenance window ignored (--ignore-window)"),
+        "the plan it ran says so: {}",
+        stdout(&out)
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    let recorded = scalar(
+        &world,
+        "select actor || ': ' || detail from steward_events where step = 'apply' and outcome = 'started' order by id desc limit 1",
+    )
+    .await
+    .unwrap_or_default();
+    assert!(
+        recorded.contains("--ignore-window: started outside the maintenance window by")
+            && recorded.contains("alice"),
+        "{recorded}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_urgent_change_says_in_its_plan_that_it_bypasses_the_window() {
+    let world = World::new().await;
+    converge(&world).await;
+    let urgent = closed_window().replace("] }", "], urgent: true }");
+    world.write_client(SHA2, "2024_11_18_001", "info", &urgent);
+    let json = plan_json(&world);
+    let client = &json["clients"][0];
+    assert_eq!(client["runnable"], true, "{client:#}");
+    assert!(
+        client["notes"]
+            .as_array()
+            .expect("notes")
+            .iter()
+            .any(|n| n == "maintenance window bypassed: urgent"),
+        "{client:#}"
+    );
 }

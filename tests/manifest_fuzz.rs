@@ -192,7 +192,7 @@ fn load_validate_and_plan(dir: &std::path::Path) {
         };
         let ctx = steward::plan::Context {
             now,
-            mode: steward::plan::Mode::Operator,
+            mode: steward::plan::Mode::operator(),
             wave_blocked: None,
         };
         plans.push(steward::plan::plan(

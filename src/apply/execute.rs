@@ -155,7 +155,7 @@ pub async fn execute(
             fleet,
             client,
             &vercel_client,
-            runner.mode,
+            runner.mode.clone(),
             runner.wave_blocked.clone(),
             runner.revision.clone(),
             cache,
@@ -234,11 +234,17 @@ async fn run_steps(
 ) -> Result<Outcome, ApplyError> {
     let plan = &prepared.plan;
     record::ensure_table(session.connection()).await?;
-    record::append(
-        session.connection(),
-        &event(runner, plan, "apply", EventKind::Started),
-    )
-    .await?;
+    let mut started = event(runner, plan, "apply", EventKind::Started);
+    if runner.mode.ignores_window()
+        && let WindowState::Closed { .. } = client.config.schedule.state(Utc::now())
+    {
+        // The override of a hold is a decision someone made: the record names them.
+        started.detail = Some(format!(
+            "--ignore-window: started outside the maintenance window by {}",
+            runner.actor
+        ));
+    }
+    record::append(session.connection(), &started).await?;
     if let Some(rehearsal) = &plan.rehearsal {
         let mut e = event(runner, plan, "rehearse", EventKind::Succeeded);
         super::rehearsal::describe(&mut e, rehearsal);
@@ -342,7 +348,8 @@ async fn run_steps(
 
 /// Why `step` must not start now, if it must not: shutdown stops any step from starting;
 /// a maintenance window that closed mid-plan stops the next change (a running step, and
-/// the checks of a change already made, still finish). An urgent change has no window.
+/// the checks of a change already made, still finish). An urgent change has no window,
+/// and `--ignore-window` lifts it for the whole run.
 fn interruption(
     runner: &Runner,
     client: &Client,
@@ -352,7 +359,7 @@ fn interruption(
     if runner.stopping() {
         return Some("shutdown".to_owned());
     }
-    if !step.changes() {
+    if !step.changes() || runner.mode.ignores_window() {
         return None;
     }
     match client.config.schedule.state(now) {

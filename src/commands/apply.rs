@@ -11,13 +11,17 @@ use crate::cli::ApplyArgs;
 use crate::exit::{Exit, Refused};
 use crate::manifest::Fleet;
 use crate::output::Printer;
-use crate::plan::Mode;
 use crate::plan::render::{self, RunOutcome};
+use crate::plan::{Mode, Plan};
 use crate::progress::{Progress, Summary};
 
 pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     let fleet = Fleet::load(&args.fleet.fleet)?;
-    let report = super::plan::report(&fleet, &args.clients, Mode::Operator).await?;
+    let mode = Mode::Operator {
+        approved: args.plan_hash.clone(),
+        ignore_window: args.ignore_window,
+    };
+    let report = super::plan::report(&fleet, &args.clients, mode.clone()).await?;
     printer.out(render::text(&report, printer.color()));
     if args.dry_run {
         return Ok(match report.outcome() {
@@ -46,14 +50,31 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     }
     let runnable = report.plans.iter().filter(|p| p.runnable()).count();
     if runnable == 0 {
-        printer.note("nothing to apply");
-        return Ok(if report.outcome() == RunOutcome::Blocked {
-            Exit::Refused
-        } else if report.errors.is_empty() {
-            Exit::Success
+        let held: Vec<&Plan> = report
+            .plans
+            .iter()
+            .filter(|p| !p.steps.is_empty() && p.blocks.is_empty() && !p.holds.is_empty())
+            .collect();
+        if held.is_empty() {
+            printer.note("nothing to apply");
         } else {
-            Exit::Error
-        });
+            // Each hold says what releases it: the command that approves, overrides or
+            // retries.
+            for plan in &held {
+                for hold in &plan.holds {
+                    printer.error(format!("{} not applied: {hold}", plan.client));
+                }
+            }
+        }
+        return Ok(
+            if report.outcome() == RunOutcome::Blocked || !held.is_empty() {
+                Exit::Refused
+            } else if report.errors.is_empty() {
+                Exit::Success
+            } else {
+                Exit::Error
+            },
+        );
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -68,7 +89,7 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
             return Ok(Exit::Success);
         }
     }
-    let mut runner = Runner::new(actor(), Mode::Operator);
+    let mut runner = Runner::new(actor(), mode);
     runner.revision = fleet_revision(&fleet);
     let progress = Progress::clients(runnable, "applying", printer.color());
     runner.on_step = Some(progress.on_step());
@@ -111,7 +132,8 @@ fn report_outcome(
                 .collect::<Vec<_>>()
                 .join("; ");
             summary.add(name, "not run", why);
-            Exit::Success
+            // Held or blocked under the lock: nothing ran, as when it was held before.
+            Exit::Refused
         }
         Ok(Outcome::Interrupted { after, why, .. }) => {
             let text = format!(

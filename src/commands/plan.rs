@@ -33,7 +33,17 @@ pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Repor
         }
     };
     for client in clients {
-        match apply::prepare(fleet, client, &vercel, mode, None, revision.clone(), None).await {
+        match apply::prepare(
+            fleet,
+            client,
+            &vercel,
+            mode.clone(),
+            None,
+            revision.clone(),
+            None,
+        )
+        .await
+        {
             Ok(prepared) => report.plans.push(prepared.plan),
             Err(err) => report
                 .errors
@@ -59,7 +69,7 @@ async fn changed_report(fleet: &Fleet, rev: &str, only: &[String]) -> Result<Rep
             ..Report::default()
         }
     } else {
-        report(fleet, &names, Mode::Operator).await?
+        report(fleet, &names, Mode::operator()).await?
     };
     report.notes = changes.notes();
     for (name, why) in &changes.clients {
@@ -88,7 +98,7 @@ fn explain(err: &ApplyError) -> String {
 pub async fn run(args: PlanArgs, printer: &Printer) -> Result<Exit> {
     let fleet = Fleet::load(&args.fleet.fleet)?;
     let report = match &args.changed_since {
-        None => report(&fleet, &args.clients, Mode::Operator).await?,
+        None => report(&fleet, &args.clients, Mode::operator()).await?,
         Some(rev) => changed_report(&fleet, rev, &args.clients).await?,
     };
     let text = match args.format {

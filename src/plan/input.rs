@@ -147,13 +147,45 @@ pub struct Context {
     pub wave_blocked: Option<String>,
 }
 
-/// Who will carry the plan out. A person running `steward apply` is the approval that a
-/// `policy.apply: manual` client waits for; the daemon is not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Who will carry the plan out, and what they said. A person running `steward apply` may
+/// approve a reviewed plan by its hash and override a closed maintenance window; the
+/// daemon may do neither.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Mode {
+    #[default]
     Daemon,
-    Operator,
+    Operator {
+        /// `--plan-hash`: the plan the operator reviewed. It is the approval a
+        /// `policy.apply: manual` client waits for, and only for a plan with that hash.
+        approved: Option<String>,
+        /// `--ignore-window`: start outside the maintenance window.
+        ignore_window: bool,
+    },
+}
+
+impl Mode {
+    /// An operator who approved nothing and overrides nothing (`steward plan`).
+    pub fn operator() -> Mode {
+        Mode::Operator {
+            approved: None,
+            ignore_window: false,
+        }
+    }
+
+    /// Whether this is the approval of the plan with `hash`.
+    pub fn approves(&self, hash: &str) -> bool {
+        matches!(self, Mode::Operator { approved: Some(h), .. } if h == hash)
+    }
+
+    pub fn ignores_window(&self) -> bool {
+        matches!(
+            self,
+            Mode::Operator {
+                ignore_window: true,
+                ..
+            }
+        )
+    }
 }
 
 /// What lint said about one migration, reduced to what planning needs.

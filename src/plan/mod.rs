@@ -86,9 +86,14 @@ impl Changes {
 pub enum Hold {
     Suspended,
     OutsideWindow {
+        client: String,
         next_open: Option<DateTime<Utc>>,
     },
-    AwaitingApproval,
+    /// `policy.apply: manual`: an operator approves this plan by its hash.
+    AwaitingApproval {
+        client: String,
+        plan_hash: String,
+    },
     /// This release (same code, schema and env) failed before.
     Failed {
         client: String,
@@ -105,21 +110,20 @@ impl fmt::Display for Hold {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Hold::Suspended => f.write_str("suspended (spec.suspend: true)"),
-            Hold::OutsideWindow {
-                next_open: Some(at),
-            } => {
+            Hold::OutsideWindow { client, next_open } => {
+                f.write_str("outside the maintenance window")?;
+                if let Some(at) = next_open {
+                    write!(f, "; next opens {}", at.format("%Y-%m-%d %H:%M UTC"))?;
+                }
                 write!(
                     f,
-                    "outside the maintenance window; next opens {}",
-                    at.format("%Y-%m-%d %H:%M UTC")
+                    "; to start now anyway: `steward apply {client} --ignore-window`"
                 )
             }
-            Hold::OutsideWindow { next_open: None } => {
-                f.write_str("outside the maintenance window")
-            }
-            Hold::AwaitingApproval => {
-                f.write_str("awaiting approval (policy.apply: manual): run `steward apply`")
-            }
+            Hold::AwaitingApproval { client, plan_hash } => write!(
+                f,
+                "awaiting approval: run `steward apply {client} --plan-hash {plan_hash}` (policy.apply: manual)"
+            ),
             Hold::Failed {
                 client,
                 step,
@@ -131,6 +135,23 @@ impl fmt::Display for Hold {
                 at.format("%Y-%m-%d %H:%M UTC")
             ),
             Hold::Wave { reason } => write!(f, "waiting for an earlier wave: {reason}"),
+        }
+    }
+}
+
+impl Hold {
+    /// The command that releases this hold now, when one does (approve, override, retry);
+    /// the others pass by themselves or by a manifest change.
+    pub fn command(&self) -> Option<String> {
+        match self {
+            Hold::OutsideWindow { client, .. } => {
+                Some(format!("steward apply {client} --ignore-window"))
+            }
+            Hold::AwaitingApproval { client, plan_hash } => {
+                Some(format!("steward apply {client} --plan-hash {plan_hash}"))
+            }
+            Hold::Failed { client, .. } => Some(format!("steward retry {client}")),
+            Hold::Suspended | Hold::Wave { .. } => None,
         }
     }
 }
@@ -563,10 +584,27 @@ pub fn plan(
             holds.push(Hold::Suspended);
         }
         if let WindowState::Closed { next_open } = config.schedule.state(ctx.now) {
-            holds.push(Hold::OutsideWindow { next_open });
+            if ctx.mode.ignores_window() {
+                notes.push(
+                    "maintenance window ignored (--ignore-window): the change starts outside it, recorded with who ran it".to_owned(),
+                );
+            } else {
+                holds.push(Hold::OutsideWindow {
+                    client: config.name.clone(),
+                    next_open,
+                });
+            }
         }
-        if config.policy.apply == ApplyPolicy::Manual && ctx.mode == Mode::Daemon {
-            holds.push(Hold::AwaitingApproval);
+        if config.schedule.urgent && !config.schedule.windows.is_empty() {
+            notes.push("maintenance window bypassed: urgent".to_owned());
+        }
+        // Shown in every mode, so the plan a reviewer reads says what approves it; only
+        // the operator's `--plan-hash` of this very plan releases it.
+        if config.policy.apply == ApplyPolicy::Manual && !ctx.mode.approves(&hash) {
+            holds.push(Hold::AwaitingApproval {
+                client: config.name.clone(),
+                plan_hash: hash.clone(),
+            });
         }
         if let Some(failure) = observed
             .failure

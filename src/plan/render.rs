@@ -271,6 +271,15 @@ pub fn markdown(report: &Report, catalog: Option<&Catalog>) -> String {
         for (i, step) in plan.steps.iter().enumerate() {
             let _ = writeln!(out, "{}. {}", i + 1, md::text(&step.to_string()));
         }
+        // Holds again, each with the command that releases it as a code span a reviewer
+        // can copy (the table cell above escapes it to plain text).
+        for hold in &plan.holds {
+            let _ = write!(out, "\n**Held**: {}", md::text(&hold.to_string()));
+            if let Some(command) = hold.command() {
+                let _ = write!(out, " — {}", md::code(&command));
+            }
+            out.push('\n');
+        }
         for change in &plan.changes.env {
             let _ = writeln!(
                 out,
@@ -402,5 +411,5 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
 }
 
 fn hold_json(hold: &Hold) -> Value {
-    json!({"hold": hold, "reason": hold.to_string()})
+    json!({"hold": hold, "reason": hold.to_string(), "command": hold.command()})
 }

@@ -79,6 +79,8 @@ fn config() -> ClientConfig {
         schedule: Schedule::any_time(),
         policy: Policy {
             bake: Duration::from_secs(60),
+            // The default, `manual`, holds every plan; the approval has its own tests.
+            apply: ApplyPolicy::Auto,
             ..Policy::default()
         },
         rehearsal_url: None,
@@ -161,7 +163,7 @@ fn run(desired: &Desired, observed: &Observed) -> Plan {
         observed,
         &catalog(),
         &no_lint,
-        &ctx(Mode::Operator),
+        &ctx(Mode::operator()),
     )
 }
 
@@ -238,7 +240,13 @@ fn a_destructive_migration_is_blocked_under_deny_and_runs_under_allow() {
         },
         ..LintSummary::default()
     };
-    let blocked = plan(&desired, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    let blocked = plan(
+        &desired,
+        &observed,
+        &catalog(),
+        &lint,
+        &ctx(Mode::operator()),
+    );
     assert_eq!(blocked.outcome(), Outcome::Blocked);
     assert!(blocked.blocks.iter().any(
         |b| matches!(b, Block::Destructive { version, .. } if version.as_str() == "2024_02_01_001")
@@ -247,7 +255,13 @@ fn a_destructive_migration_is_blocked_under_deny_and_runs_under_allow() {
 
     let mut allowed = desired.clone();
     allowed.config.policy.destructive = DestructivePolicy::Allow;
-    let plan = plan(&allowed, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    let plan = plan(
+        &allowed,
+        &observed,
+        &catalog(),
+        &lint,
+        &ctx(Mode::operator()),
+    );
     assert_eq!(plan.outcome(), Outcome::Changes);
     assert!(plan.lint.iter().any(|l| l.contains("DROP COLUMN")));
 }
@@ -265,7 +279,13 @@ fn transaction_control_in_a_pending_migration_blocks_whatever_the_policy() {
         },
         ..LintSummary::default()
     };
-    let blocked = plan(&desired, &observed, &catalog(), &lint, &ctx(Mode::Operator));
+    let blocked = plan(
+        &desired,
+        &observed,
+        &catalog(),
+        &lint,
+        &ctx(Mode::operator()),
+    );
     assert_eq!(blocked.outcome(), Outcome::Blocked);
     assert!(blocked.blocks.iter().any(
         |b| matches!(b, Block::TransactionControl { version, .. } if version.as_str() == "2024_02_01_001")
@@ -288,11 +308,48 @@ fn outside_the_window_the_plan_holds_and_says_when_the_window_opens() {
     assert_eq!(
         plan.holds,
         vec![Hold::OutsideWindow {
+            client: "acme".to_owned(),
             next_open: Some(next)
         }]
     );
     assert!(!plan.runnable());
-    assert!(plan.holds[0].to_string().contains("2026-11-28 01:00 UTC"));
+    let said = plan.holds[0].to_string();
+    assert!(
+        said.contains("2026-11-28 01:00 UTC")
+            && said.contains("`steward apply acme --ignore-window`"),
+        "{said}"
+    );
+}
+
+#[test]
+fn an_operator_who_ignores_the_window_gets_a_runnable_plan_that_says_so() {
+    let (mut desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    desired.config.schedule = Schedule {
+        timezone: parse_timezone("UTC").expect("tz"),
+        windows: vec!["Sat 02:00-05:00".parse().expect("window")],
+        urgent: false,
+    };
+    let mode = Mode::Operator {
+        approved: None,
+        ignore_window: true,
+    };
+    let plan = plan(&desired, &observed, &catalog(), &no_lint, &ctx(mode));
+    assert!(plan.holds.is_empty(), "{:?}", plan.holds);
+    assert!(plan.runnable());
+    assert!(
+        plan.notes.iter().any(|n| n.contains("--ignore-window")),
+        "{:?}",
+        plan.notes
+    );
+    let daemon = super::plan(
+        &desired,
+        &observed,
+        &catalog(),
+        &no_lint,
+        &ctx(Mode::Daemon),
+    );
+    assert!(!daemon.runnable(), "the daemon cannot override a window");
 }
 
 #[test]
@@ -307,6 +364,12 @@ fn an_urgent_change_bypasses_the_window() {
     let plan = run(&desired, &observed);
     assert!(plan.holds.is_empty());
     assert!(plan.runnable());
+    assert!(
+        plan.notes
+            .contains(&"maintenance window bypassed: urgent".to_owned()),
+        "{:?}",
+        plan.notes
+    );
 }
 
 #[test]
@@ -324,29 +387,45 @@ fn a_suspended_client_holds_with_its_reason() {
 }
 
 #[test]
-fn manual_policy_holds_the_daemon_but_not_an_operator() {
-    let (desired, mut observed) = converged();
+fn manual_policy_holds_in_every_mode_until_an_operator_approves_this_very_hash() {
+    let (mut desired, mut observed) = converged();
+    desired.config.policy.apply = ApplyPolicy::Manual;
     observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
-    let daemon = plan(
-        &desired,
-        &observed,
-        &catalog(),
-        &no_lint,
-        &ctx(Mode::Daemon),
-    );
-    assert_eq!(daemon.holds, vec![Hold::AwaitingApproval]);
-    let operator = plan(
-        &desired,
-        &observed,
-        &catalog(),
-        &no_lint,
-        &ctx(Mode::Operator),
-    );
-    assert!(operator.holds.is_empty());
+    let with = |mode: Mode| plan(&desired, &observed, &catalog(), &no_lint, &ctx(mode));
+    let daemon = with(Mode::Daemon);
+    let reviewer = with(Mode::operator());
     assert_eq!(
-        daemon.hash, operator.hash,
+        daemon.hash, reviewer.hash,
         "who runs it does not change what it is"
     );
+    let approval = Hold::AwaitingApproval {
+        client: "acme".to_owned(),
+        plan_hash: daemon.hash.clone(),
+    };
+    assert_eq!(daemon.holds, vec![approval.clone()]);
+    assert_eq!(
+        reviewer.holds,
+        vec![approval.clone()],
+        "the plan shows it too"
+    );
+    assert_eq!(
+        approval.to_string(),
+        format!(
+            "awaiting approval: run `steward apply acme --plan-hash {}` (policy.apply: manual)",
+            daemon.hash
+        )
+    );
+
+    let approved = with(Mode::Operator {
+        approved: Some(daemon.hash.clone()),
+        ignore_window: false,
+    });
+    assert!(approved.holds.is_empty() && approved.runnable());
+    let other = with(Mode::Operator {
+        approved: Some("0123456789abcdef".to_owned()),
+        ignore_window: false,
+    });
+    assert_eq!(other.holds, vec![approval], "another hash approves nothing");
 }
 
 #[test]
@@ -406,7 +485,13 @@ fn fixing_the_failed_pending_migration_is_a_new_release_that_runs_without_retry(
     assert!(!run(&desired, &observed).holds.is_empty());
     let mut fixed = catalog();
     fixed.migrations[1].up.checksum = "sum-fixed".to_owned();
-    let plan = plan(&desired, &observed, &fixed, &no_lint, &ctx(Mode::Operator));
+    let plan = plan(
+        &desired,
+        &observed,
+        &fixed,
+        &no_lint,
+        &ctx(Mode::operator()),
+    );
     assert!(plan.holds.is_empty(), "{:?}", plan.holds);
     assert!(plan.runnable());
 }
@@ -660,7 +745,13 @@ fn editing_a_pending_migration_after_review_changes_the_plan_hash() {
     let reviewed = run(&desired, &observed);
     let mut edited = catalog();
     edited.migrations[1].up.checksum = "sum-edited".to_owned();
-    let now = plan(&desired, &observed, &edited, &no_lint, &ctx(Mode::Operator));
+    let now = plan(
+        &desired,
+        &observed,
+        &edited,
+        &no_lint,
+        &ctx(Mode::operator()),
+    );
     assert_eq!(kinds(&reviewed), kinds(&now), "the same steps");
     assert_ne!(reviewed.hash, now.hash, "but not the same SQL");
 
@@ -671,7 +762,7 @@ fn editing_a_pending_migration_after_review_changes_the_plan_hash() {
         &observed,
         &verify_edited,
         &no_lint,
-        &ctx(Mode::Operator),
+        &ctx(Mode::operator()),
     );
     assert_ne!(
         reviewed.hash, now.hash,
