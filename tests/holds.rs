@@ -227,6 +227,8 @@ async fn a_manual_client_shows_its_approval_in_every_plan_and_runs_only_with_the
         &approve,
     );
 
+    let dry_run = world.steward(&["apply", "shop", "--dry-run"]);
+    assert_exit(&dry_run, 3);
     let unapproved = world.steward(&["apply", "shop", "--yes"]);
     world.assert_no_secret(&unapproved);
     assert_exit(&unapproved, 3);

@@ -23,10 +23,20 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     };
     let report = super::plan::report(&fleet, &args.clients, mode.clone()).await?;
     printer.out(render::text(&report, printer.color()));
+    let runnable = report.plans.iter().filter(|p| p.runnable()).count();
+    // Plans that would run but for a hold: when nothing else can run, `apply` refuses,
+    // and a dry run says the same.
+    let held: Vec<&Plan> = report
+        .plans
+        .iter()
+        .filter(|p| !p.steps.is_empty() && p.blocks.is_empty() && !p.holds.is_empty())
+        .collect();
+    let all_held = runnable == 0 && !held.is_empty();
     if args.dry_run {
         return Ok(match report.outcome() {
             RunOutcome::Invalid => Exit::Error,
             RunOutcome::Blocked => Exit::Refused,
+            _ if all_held => Exit::Refused,
             _ => Exit::Success,
         });
     }
@@ -48,13 +58,7 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
             )));
         }
     }
-    let runnable = report.plans.iter().filter(|p| p.runnable()).count();
     if runnable == 0 {
-        let held: Vec<&Plan> = report
-            .plans
-            .iter()
-            .filter(|p| !p.steps.is_empty() && p.blocks.is_empty() && !p.holds.is_empty())
-            .collect();
         if held.is_empty() {
             printer.note("nothing to apply");
         } else {
@@ -66,15 +70,13 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
                 }
             }
         }
-        return Ok(
-            if report.outcome() == RunOutcome::Blocked || !held.is_empty() {
-                Exit::Refused
-            } else if report.errors.is_empty() {
-                Exit::Success
-            } else {
-                Exit::Error
-            },
-        );
+        return Ok(if report.outcome() == RunOutcome::Blocked || all_held {
+            Exit::Refused
+        } else if report.errors.is_empty() {
+            Exit::Success
+        } else {
+            Exit::Error
+        });
     }
     if !args.yes {
         if !std::io::stdin().is_terminal() {

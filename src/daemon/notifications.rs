@@ -52,6 +52,9 @@ impl Message {
         if !plan.lint.is_empty() {
             text.push_str(&format!("\n⚠️ Possibly breaking: {}", plan.lint.join("; ")));
         }
+        if plan.notes.iter().any(|n| n == crate::plan::URGENT) {
+            text.push_str(&format!("\n⚠️ {}", crate::plan::URGENT));
+        }
         Message::new(NotifyEvent::BeforeUpdate, plan, text, revision)
     }
 
@@ -330,6 +333,19 @@ mod tests {
         assert_eq!(payload["steward"]["event"], "after-update");
         assert_eq!(payload["steward"]["client"], "acme");
         assert_eq!(payload["steward"]["plan"], "0123456789abcdef");
+    }
+
+    #[test]
+    fn an_urgent_update_says_before_it_starts_that_it_bypasses_the_window() {
+        let mut urgent = plan();
+        urgent.notes.push(crate::plan::URGENT.to_owned());
+        let text = Message::before_update(&urgent, None).text;
+        assert!(
+            text.contains("maintenance window bypassed: urgent"),
+            "{text}"
+        );
+        let text = Message::before_update(&plan(), None).text;
+        assert!(!text.contains("bypassed"), "{text}");
     }
 
     #[test]

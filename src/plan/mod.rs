@@ -35,6 +35,9 @@ use crate::manifest::{
 };
 use crate::migrations::{Catalog, Version};
 
+/// The note an urgent plan carries, in the plan and in the before-update notification.
+pub const URGENT: &str = "maintenance window bypassed: urgent";
+
 /// One client's plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -596,7 +599,7 @@ pub fn plan(
             }
         }
         if config.schedule.urgent && !config.schedule.windows.is_empty() {
-            notes.push("maintenance window bypassed: urgent".to_owned());
+            notes.push(URGENT.to_owned());
         }
         // Shown in every mode, so the plan a reviewer reads says what approves it; only
         // the operator's `--plan-hash` of this very plan releases it.
