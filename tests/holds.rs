@@ -171,6 +171,35 @@ async fn a_release_that_fails_its_bake_is_promoted_once_over_three_applies_until
     assert_eq!(count(&world, promotions).await - before, 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_that_fails_its_bake_is_promoted_once_over_three_daemon_passes() {
+    let world = World::new().await;
+    converge(&world).await;
+    world.emulator.update_faults(|f| {
+        f.unhealthy_in_production.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let promotions =
+        "select count(*) from steward_events where step = 'promote' and outcome = 'succeeded'";
+    let before = count(&world, promotions).await;
+    for _ in 0..3 {
+        let pass = world.steward(&["run", "--once"]);
+        world.assert_no_secret(&pass);
+    }
+    assert_eq!(
+        count(&world, promotions).await - before,
+        1,
+        "the failed release was promoted once, though the kept schema changed its plan"
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+    let status = world.steward(&["status", "shop"]);
+    assert!(
+        stdout(&status).contains("this release failed at bake"),
+        "{}",
+        stdout(&status)
+    );
+}
+
 /// The hold shows in the plan's text, its PR comment and its JSON, with the command that
 /// releases it.
 #[track_caller]
