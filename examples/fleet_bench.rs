@@ -252,7 +252,7 @@ async fn for_each_database(
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
             let mut conn = PgConnection::connect(&admin).await.expect("admin");
-            let _ = conn.execute(statement(&name).as_str()).await;
+            let _ = conn.execute(sqlx::AssertSqlSafe(statement(&name))).await;
             let _ = conn.close().await;
         }));
     }

@@ -69,11 +69,13 @@ impl Db {
     async fn create(admin: &mut PgConnection, tag: &str) -> Db {
         let name = format!("steward_bench_{}_{tag}", std::process::id());
         admin
-            .execute(format!("DROP DATABASE IF EXISTS \"{name}\"").as_str())
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{name}\""
+            )))
             .await
             .expect("drop");
         admin
-            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .await
             .expect("create");
         Db { name }
@@ -318,13 +320,10 @@ async fn main() {
         "by_hand",
     ] {
         let _ = admin
-            .execute(
-                format!(
-                    "DROP DATABASE IF EXISTS \"steward_bench_{}_{tag}\" WITH (FORCE)",
-                    std::process::id()
-                )
-                .as_str(),
-            )
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"steward_bench_{}_{tag}\" WITH (FORCE)",
+                std::process::id()
+            )))
             .await;
     }
 }
@@ -372,7 +371,10 @@ async fn rehearsal_side_by_side(
             .arg(dir.join("all.sql"))
             .arg(copy.url()));
         admin
-            .execute(format!("DROP DATABASE \"{}\" WITH (FORCE)", copy.name).as_str())
+            .execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE \"{}\" WITH (FORCE)",
+                copy.name
+            )))
             .await
             .expect("drop");
         by_hand.push(start.elapsed());

@@ -218,7 +218,7 @@ async fn main() {
     let admin = admin_url();
     let name = format!("steward_bench_flood_{}", std::process::id());
     let mut conn = PgConnection::connect(&admin).await.expect("Postgres");
-    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str())
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .await
         .expect("create database");
     let db = format!("{}/{name}", admin.rsplit_once('/').expect("URL").0);
@@ -337,6 +337,8 @@ async fn main() {
     terminate(daemon);
     drop(emulator);
     let _ = conn
-        .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
         .await;
 }

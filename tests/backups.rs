@@ -32,7 +32,7 @@ fn names(dir: &Path) -> Vec<String> {
 
 async fn count(world: &World, sql: &str) -> i64 {
     let mut conn = world.db.connect().await;
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"))

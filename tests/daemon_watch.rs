@@ -277,7 +277,10 @@ async fn a_converged_database_is_looked_at_live_once_per_db_resync_and_drift_beh
     let down =
         std::fs::read_to_string(repo_root().join("migrations/2024_11_18_001_members.down.sql"))
             .expect("down.sql");
-    sqlx::raw_sql(&down).execute(&mut conn).await.expect("down");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(down))
+        .execute(&mut conn)
+        .await
+        .expect("down");
     sqlx::query(
         "insert into system_versions (version, applied_at, status) values ('2024_11_18_001', now(), 'rolled_back')",
     )

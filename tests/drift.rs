@@ -12,7 +12,7 @@ use common::{TestDb, assert_exit, stdout};
 
 async fn run_sql(db: &TestDb, sql: &str) {
     let mut conn = db.connect().await;
-    sqlx::raw_sql(sql)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut conn)
         .await
         .unwrap_or_else(|e| panic!("{sql}: {e}"));

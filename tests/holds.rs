@@ -32,7 +32,7 @@ fn plan_json(world: &World) -> serde_json::Value {
 
 async fn scalar(world: &World, sql: &str) -> Option<String> {
     let mut conn = world.db.connect().await;
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_optional(&mut conn)
         .await
         .expect("query")

@@ -30,7 +30,7 @@ fn applied(versions: &[&str]) -> Vec<(String, String)> {
 
 async fn execute(db: &TestDb, sql: &str) {
     let mut conn = db.connect().await;
-    sqlx::raw_sql(sql)
+    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
         .execute(&mut conn)
         .await
         .unwrap_or_else(|err| panic!("{sql}: {err}"));

@@ -281,10 +281,12 @@ async fn a_rehearsal_server_that_refuses_create_database_is_a_clear_refusal() {
     at_last_repo_version(&world, migrations.path());
     let role = format!("steward_norole_{:08x}", rand::random::<u32>());
     let mut admin = common::admin().await;
-    sqlx::query(&format!("create role {role} login nocreatedb"))
-        .execute(&mut admin)
-        .await
-        .expect("role");
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "create role {role} login nocreatedb"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("role");
     let server = common::server_url().replacen("postgres@", &format!("{role}@"), 1);
     assert!(
         server.contains(&role),
@@ -301,7 +303,7 @@ async fn a_rehearsal_server_that_refuses_create_database_is_a_clear_refusal() {
         .env("TEST_REHEARSAL_URL", &server)
         .output()
         .expect("steward");
-    let _ = sqlx::query(&format!("drop role {role}"))
+    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("drop role {role}")))
         .execute(&mut admin)
         .await;
     assert_exit(&output, 3);

@@ -4,6 +4,7 @@
 //! first rollout, then a second where one client's build fails and is rolled back.
 //! Everything it created is removed at the end (unless `--keep`).
 
+use sqlx::AssertSqlSafe;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -178,7 +179,9 @@ pub async fn run(args: DemoArgs, printer: &Printer) -> Result<Exit> {
     } else {
         for (db, _) in &dbs {
             let _ = admin
-                .execute(format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)").as_str())
+                .execute(AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"
+                )))
                 .await;
         }
         printer.note("\ncleaned up: demo databases dropped, temporary fleet removed");
@@ -198,7 +201,7 @@ async fn demo(
 ) -> Result<Exit> {
     for (db, _) in dbs {
         admin
-            .execute(format!("CREATE DATABASE \"{db}\"").as_str())
+            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
             .await
             .with_context(|| format!("cannot create database {db}"))?;
     }

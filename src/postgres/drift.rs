@@ -7,6 +7,7 @@
 //! drifted costs no extra round trip and no extra bytes (see `observe.rs`).
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::{PgConnection, Row as _};
 
 use super::PgError;
@@ -70,7 +71,7 @@ pub async fn record(
         reason = quote(reason.as_str()),
         actor = quote(actor),
     );
-    sqlx::raw_sql(&sql)
+    sqlx::raw_sql(AssertSqlSafe(sql))
         .execute(&mut *conn)
         .await
         .map_err(PgError::query(client, "recording the schema's fingerprint"))?;
@@ -79,7 +80,7 @@ pub async fn record(
 
 /// The live schema's description.
 pub async fn describe(conn: &mut PgConnection, client: &str) -> Result<SchemaDescription, PgError> {
-    let json: String = sqlx::query_scalar(&format!("SELECT ({DESCRIBE})::text"))
+    let json: String = sqlx::query_scalar(AssertSqlSafe(format!("SELECT ({DESCRIBE})::text")))
         .fetch_one(&mut *conn)
         .await
         .map_err(PgError::query(client, "describing the schema"))?;

@@ -5,6 +5,7 @@
 //! `psql -1 -f`. A `no-transaction` migration splits the run and is recorded
 //! `in_progress` before it starts; an error then says which versions committed.
 
+use sqlx::AssertSqlSafe;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -258,7 +259,7 @@ impl Session {
     }
 
     pub(super) async fn exec(&mut self, sql: &str) -> Result<(), PgError> {
-        sqlx::raw_sql(sql)
+        sqlx::raw_sql(AssertSqlSafe(sql))
             .execute(&mut self.conn)
             .await
             .map_err(PgError::query(&self.client, sql.to_owned()))?;
@@ -304,7 +305,10 @@ impl Session {
             sql.push_str(&Probe::batch_end());
         }
         sql.push_str("COMMIT;");
-        if let Err(err) = sqlx::raw_sql(&sql).execute(&mut self.conn).await {
+        if let Err(err) = sqlx::raw_sql(AssertSqlSafe(sql.as_str()))
+            .execute(&mut self.conn)
+            .await
+        {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
             // Find out exactly which file and line failed: replay one statement at a time
             // in a transaction that is rolled back. Only on failure, so it costs nothing
@@ -353,7 +357,10 @@ impl Session {
         script: &Script,
         statement: &split::Statement,
     ) -> Result<u64, PgError> {
-        match sqlx::raw_sql(&statement.sql).execute(&mut self.conn).await {
+        match sqlx::raw_sql(AssertSqlSafe(statement.sql.as_str()))
+            .execute(&mut self.conn)
+            .await
+        {
             Ok(done) => Ok(done.rows_affected()),
             Err(err) => Err(self.migration_error(m, script, statement, err)),
         }

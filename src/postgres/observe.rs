@@ -4,6 +4,7 @@
 //! for every client on every pass, so it must be cheap.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::{PgConnection, Row as _};
 
 use super::connect::{Access, close, connect};
@@ -123,7 +124,7 @@ pub async fn observe_on(
     let mut drift = None;
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
-        for row in sqlx::query(&sql)
+        for row in sqlx::query(AssertSqlSafe(sql))
             .fetch_all(&mut *conn)
             .await
             .map_err(PgError::query(client, "observing the schema"))?

@@ -8,6 +8,7 @@
 //! own `pg_locks` and `pg_stat_xact_user_tables` (exact, and free of sampling); around a
 //! no-transaction statement, a second session samples `pg_locks` for the runner's pid.
 
+use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, BTreeSet};
 use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
@@ -226,7 +227,7 @@ fn with_database(client: &str, server: &Secret, name: &str) -> Result<Secret, Pg
 
 async fn create_scratch(client: &str, server: &Secret, name: &str) -> Result<(), PgError> {
     let mut admin = connect(client, server, Access::ReadWrite).await?;
-    let created = sqlx::raw_sql(&format!("CREATE DATABASE \"{name}\""))
+    let created = sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut admin)
         .await;
     close(admin).await;
@@ -249,7 +250,7 @@ async fn create_scratch(client: &str, server: &Secret, name: &str) -> Result<(),
 async fn drop_scratch(client: &str, server: &Secret, name: &str) -> Result<(), PgError> {
     let mut admin = connect(client, server, Access::ReadWrite).await?;
     let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    let dropped = sqlx::query(&sql)
+    let dropped = sqlx::query(AssertSqlSafe(sql))
         .execute(&mut admin)
         .await
         .map_err(PgError::query(

@@ -2,6 +2,7 @@
 //! every applied migration's `.verify.sql` returns true, each manifest check returns
 //! true, and row-level security is enabled with at least one policy on each listed table.
 
+use sqlx::AssertSqlSafe;
 use sqlx::PgConnection;
 
 use super::{PgError, explain, versions};
@@ -75,7 +76,7 @@ pub async fn verify(
         }
     }
     for check in &database.checks {
-        match sqlx::query_scalar::<_, Option<bool>>(&check.sql)
+        match sqlx::query_scalar::<_, Option<bool>>(AssertSqlSafe(check.sql.as_str()))
             .fetch_one(&mut *conn)
             .await
         {
@@ -142,7 +143,7 @@ pub(crate) async fn run_verify_file(
             message,
             progress: None,
         };
-        match sqlx::query_scalar::<_, Option<bool>>(&statement.sql)
+        match sqlx::query_scalar::<_, Option<bool>>(AssertSqlSafe(statement.sql.as_str()))
             .fetch_one(&mut *conn)
             .await
         {

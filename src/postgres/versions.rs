@@ -4,6 +4,7 @@
 //! highest version whose latest row is `applied`.
 
 use chrono::{DateTime, Utc};
+use sqlx::AssertSqlSafe;
 use sqlx::{PgConnection, Row as _};
 
 use super::PgError;
@@ -89,7 +90,7 @@ pub async fn latest_rows(conn: &mut PgConnection, client: &str) -> Result<Vec<Ro
         "SELECT DISTINCT ON (version) version::text AS version, status::text AS status, {checksum}, applied_at
          FROM system_versions ORDER BY version, applied_at DESC"
     );
-    let rows = sqlx::query(&sql)
+    let rows = sqlx::query(AssertSqlSafe(sql))
         .fetch_all(&mut *conn)
         .await
         .map_err(PgError::query(client, "reading system_versions"))?;

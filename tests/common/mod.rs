@@ -40,7 +40,7 @@ impl TestDb {
             rand::random::<u32>()
         );
         admin
-            .execute(format!("CREATE DATABASE \"{name}\"").as_str())
+            .execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .await
             .unwrap_or_else(|err| panic!("cannot create test database {name}: {err}"));
         let url = with_database(&admin_url, &name);
@@ -71,7 +71,9 @@ impl Drop for TestDb {
             runtime.block_on(async {
                 let mut admin = PgConnection::connect(&admin_url).await?;
                 admin
-                    .execute(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)").as_str())
+                    .execute(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
                     .await?;
                 Ok::<_, sqlx::Error>(())
             })?;
