@@ -105,7 +105,7 @@ async fn a_pending_migration_edited_after_review_is_refused_with_nothing_run() {
 
 async fn count(world: &World, sql: &str) -> i64 {
     let mut conn = world.db.connect().await;
-    sqlx::query_scalar(sql)
+    sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .fetch_one(&mut conn)
         .await
         .expect("count")
