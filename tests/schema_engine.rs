@@ -346,6 +346,69 @@ async fn a_backup_restores_the_schema_it_was_taken_at() {
 }
 
 #[tokio::test]
+async fn migrate_under_backup_required_takes_a_backup_first_and_records_the_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = TestDb::create().await;
+    let fleet = Fleet::new(&db, &[ACCOUNTS], "2024_01_01_001");
+    let adopt = fleet.run(&["adopt", "shop"]);
+    assert_eq!(adopt.status.code(), Some(0), "{}", stderr(&adopt));
+    let dry = fleet.run(&["migrate", "shop", "--dry-run"]);
+    assert!(
+        stdout(&dry).contains("a backup is taken first (policy.backup: required)"),
+        "{}",
+        stdout(&dry)
+    );
+
+    // pg_dump cannot run: the backup fails, so nothing is migrated.
+    let bin = tempfile::tempdir().expect("tempdir");
+    let fake = bin.path().join("pg_dump");
+    fs::write(
+        &fake,
+        "#!/bin/sh\necho 'pg_dump: error: no space left' >&2\nexit 1\n",
+    )
+    .expect("write");
+    fs::set_permissions(&fake, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let refused = fleet
+        .command(&["migrate", "shop"])
+        .env("STEWARD_PG_BINDIR", bin.path())
+        .output()
+        .expect("run");
+    assert_ne!(refused.status.code(), Some(0), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains("no space left"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !table_exists(&db, "accounts").await,
+        "no migration ran without its backup"
+    );
+
+    let run = fleet.run(&["migrate", "shop"]);
+    assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
+    assert!(stderr(&run).contains("taken first"), "{}", stderr(&run));
+    let dumps = fs::read_dir(fleet.path().join("backups/shop"))
+        .expect("backups folder")
+        .filter(|e| {
+            e.as_ref()
+                .is_ok_and(|e| e.path().extension().is_some_and(|x| x == "dump"))
+        })
+        .count();
+    assert_eq!(dumps, 1, "one backup, taken by the migrate");
+    let mut conn = db.connect().await;
+    let detail: String = sqlx::query_scalar(
+        "select detail from steward_events where step = 'migrate' and outcome = 'manual'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the manual migrate wrote an update record");
+    assert!(
+        detail.contains("up to 2024_01_01_001") && detail.contains("backup"),
+        "{detail}"
+    );
+}
+
+#[tokio::test]
 async fn verify_fails_when_row_level_security_is_off() {
     let db = TestDb::create().await;
     let fleet = Fleet::new(&db, &[ACCOUNTS], "2024_01_01_001");

@@ -4,9 +4,10 @@ use anyhow::{Result, bail};
 
 use super::support::{actor, database_url, fleet_revision, load_client, pg};
 use crate::apply;
+use crate::apply::record::{self, Event, EventKind};
 use crate::cli::MigrateArgs;
 use crate::exit::{Exit, Refused};
-use crate::manifest::{Client, DestructivePolicy, Fleet};
+use crate::manifest::{BackupPolicy, Client, DestructivePolicy, Fleet};
 use crate::migrations::{Version, lint, summarize};
 use crate::output::Printer;
 use crate::plan::rehearsal;
@@ -37,7 +38,11 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         postgres::require_identity(&name, &state.identity).map_err(pg)?;
         let path = path::towards(&name, &fleet.catalog, &state.rows, &target).map_err(pg)?;
         refuse_destructive(&client, &path)?;
-        printer.out(dry_run(&name, &path, &target));
+        let mut out = dry_run(&name, &path, &target);
+        if backs_up_first(&client, &path) {
+            out.push_str("-- a backup is taken first (policy.backup: required)\n");
+        }
+        printer.out(out);
         return Ok(Exit::Success);
     }
 
@@ -65,9 +70,26 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     let rows = session.latest_rows().await.map_err(pg)?;
     let path = path::towards(&name, &fleet.catalog, &rows, &target).map_err(pg)?;
     refuse_destructive(&client, &path)?;
+    // The guide's "backup taken" comes before any migration, by hand or not.
+    let backup = if backs_up_first(&client, &path) {
+        let current = postgres::current_of(&rows);
+        Some(
+            postgres::backup::take(&name, &url, &fleet.backups_dir, current.as_ref())
+                .await
+                .map_err(pg)?,
+        )
+    } else {
+        None
+    };
     let report = session.run(&path, act).await;
+    let recorded = record_run(&mut session, &name, &path, &report, backup.as_ref(), act).await;
     session.close().await;
     let report = report.map_err(pg)?;
+    recorded?;
+    if let Some(info) = &backup {
+        printer.note(format!("{name}: backup {} taken first", info.id));
+    }
+
     if report.versions.is_empty() {
         printer.out(format!("{name}: up to date at {target}"));
     } else {
@@ -83,6 +105,50 @@ pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
         ));
     }
     Ok(Exit::Success)
+}
+
+/// `policy.backup: required` holds for a manual run too: anything to run means a backup.
+fn backs_up_first(client: &Client, path: &RunPath<'_>) -> bool {
+    client.config.policy.backup == BackupPolicy::Required && !path.migrations.is_empty()
+}
+
+/// A manual run is an update like any other: it leaves an update record, failed or not.
+async fn record_run(
+    session: &mut Session,
+    name: &str,
+    path: &RunPath<'_>,
+    report: &Result<postgres::MigrateReport, postgres::PgError>,
+    backup: Option<&postgres::backup::BackupInfo>,
+    actor: Actor<'_>,
+) -> Result<()> {
+    if path.migrations.is_empty() {
+        return Ok(());
+    }
+    let kind = if report.is_ok() {
+        EventKind::Manual
+    } else {
+        EventKind::Failed
+    };
+    let mut event = Event::new(name, "migrate", kind, actor.name);
+    event.fleet_revision = actor.revision.map(str::to_owned);
+    event.versions = path.versions().iter().map(ToString::to_string).collect();
+    event.detail = Some(format!(
+        "{} to {}{}",
+        match path.direction {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        },
+        path.to
+            .as_ref()
+            .map_or("(none)".to_owned(), ToString::to_string),
+        backup.map_or(String::new(), |b| format!("; backup {} taken first", b.id))
+    ));
+    if let Err(err) = report {
+        event.error = Some(err.to_string());
+    }
+    record::ensure_table(session.connection()).await?;
+    record::append(session.connection(), &event).await?;
+    Ok(())
 }
 
 /// `--rehearse`: on a scratch copy of the latest backup, never on production. Exit 3
