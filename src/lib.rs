@@ -15,6 +15,7 @@ pub mod exit;
 pub mod github;
 pub mod manifest;
 pub mod migrations;
+pub mod notify;
 pub mod output;
 pub mod plan;
 pub mod postgres;

@@ -5,11 +5,12 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 
-use super::support::{actor, fleet_revision};
+use super::support::{actor, fleet_revision, flush_notifications, notifier};
 use crate::apply::{self, ApplyError, Outcome, Runner};
 use crate::cli::ApplyArgs;
 use crate::exit::{Exit, Refused};
 use crate::manifest::Fleet;
+use crate::notify::Message;
 use crate::output::Printer;
 use crate::plan::render::{self, RunOutcome};
 use crate::plan::{Mode, Plan};
@@ -97,15 +98,59 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     runner.on_step = Some(progress.on_step());
     let summary = Summary::default();
     let mut exit = Exit::Success;
+    let notifier = notifier(&fleet);
     for plan in report.plans.iter().filter(|p| p.runnable()) {
         let client = fleet.client(&plan.client)?;
+        notifier.send(Message::before_update(plan, runner.revision.clone()));
         let outcome = apply::execute(&runner, &fleet, client, Some(&plan.hash)).await;
+        for message in announce(&plan.client, &outcome, runner.revision.as_ref()) {
+            notifier.send(message);
+        }
         exit = exit.worst(report_outcome(printer, &summary, &plan.client, outcome));
         progress.advance();
     }
     progress.finish();
+    flush_notifications(&notifier).await;
     printer.out(summary.render());
     Ok(exit)
+}
+
+/// What a terminal apply tells the fleet's webhooks once a client's run ended: the same
+/// messages the daemon sends.
+fn announce(
+    name: &str,
+    outcome: &Result<Outcome, ApplyError>,
+    revision: Option<&String>,
+) -> Vec<Message> {
+    let revision = revision.cloned();
+    match outcome {
+        Ok(Outcome::Applied(plan)) => vec![Message::after_update(plan, revision)],
+        Ok(Outcome::Failed {
+            plan,
+            step,
+            error,
+            undo,
+            ..
+        }) => {
+            let mut messages = Vec::new();
+            if !undo.run.is_empty() {
+                messages.push(Message::rollback(
+                    plan,
+                    step,
+                    undo.run.len(),
+                    revision.clone(),
+                ));
+            }
+            messages.push(Message::failure(
+                name,
+                &format!("failed at {step}: {error}"),
+                revision,
+            ));
+            messages
+        }
+        Err(err) if !err.is_refusal() => vec![Message::failure(name, &err.to_string(), revision)],
+        _ => Vec::new(),
+    }
 }
 
 /// Record how one client's run ended in the summary; a failure or an interruption also

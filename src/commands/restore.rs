@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
-use super::support::{actor, database_url, fleet_revision, load_client, pg};
+use super::support::{
+    actor, database_url, fleet_revision, flush_notifications, load_client, notifier, pg,
+};
 use crate::apply::record::{self, Event, EventKind};
 use crate::cli::RestoreArgs;
 use crate::exit::{Exit, Refused};
@@ -81,6 +83,19 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     event.fleet_revision = revision.clone();
     record::append(session.connection(), &event).await?;
     session.close().await;
+    let notifier = notifier(&fleet);
+    notifier.send(crate::notify::Message::manual(
+        crate::manifest::NotifyEvent::Rollback,
+        name,
+        format!(
+            "steward: ↩️ `{name}` database restored by hand from backup {} (taken {}) by {who}; schema now {}",
+            info.id,
+            info.created_at.format("%Y-%m-%d %H:%M UTC"),
+            current.as_ref().map_or("(empty)".to_owned(), ToString::to_string)
+        ),
+        revision.clone(),
+    ));
+    flush_notifications(&notifier).await;
     printer.out(format!(
         "{name}: restored backup {} ({}) in {}; schema now {}; identity re-checked{}",
         info.id,

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 
-use super::support::{actor, load_client};
+use super::support::{actor, fleet_revision, flush_notifications, load_client, notifier};
 use crate::apply::{self, record};
 use crate::cli::RollbackArgs;
 use crate::exit::Exit;
@@ -57,6 +57,18 @@ pub async fn run(args: RollbackArgs, printer: &Printer) -> Result<Exit> {
         let _ = record::append(&mut conn, &e).await;
         postgres::close(conn).await;
     }
+    let notifier = notifier(&fleet);
+    notifier.send(crate::notify::Message::manual(
+        crate::manifest::NotifyEvent::Rollback,
+        name,
+        format!(
+            "steward: ↩️ `{name}` production rolled back by hand to {target} (was {}) by {}",
+            current.as_deref().unwrap_or("(none)"),
+            actor()
+        ),
+        fleet_revision(&fleet),
+    ));
+    flush_notifications(&notifier).await;
     printer.out(format!(
         "{name}: production rolled back to {target} (was {}); Vercel turned auto-assign of production domains off until the next promote.\n  Pin spec.code.version to the live commit, or set spec.suspend: true, so steward does not roll forward again.",
         current.as_deref().unwrap_or("(none)")

@@ -77,3 +77,14 @@ pub fn fleet_revision(fleet: &Fleet) -> Option<String> {
 pub fn mark(passed: bool) -> &'static str {
     if passed { "pass" } else { "FAIL" }
 }
+
+/// The fleet's webhooks for a terminal command: what it sends is delivered before the
+/// command exits (see [`flush_notifications`]), with the same retries as the daemon's.
+pub fn notifier(fleet: &Fleet) -> crate::notify::Notifier {
+    crate::notify::Notifier::new(&fleet.manifest.spec.notify, None)
+}
+
+/// Wait for queued notifications, at most 15 s: a dead webhook never holds a command long.
+pub async fn flush_notifications(notifier: &crate::notify::Notifier) {
+    notifier.flush(std::time::Duration::from_secs(15)).await;
+}

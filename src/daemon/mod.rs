@@ -5,7 +5,6 @@
 pub mod dashboard;
 mod listen;
 mod metrics;
-pub mod notifications;
 mod server;
 pub mod shard;
 
@@ -22,11 +21,11 @@ use crate::apply::{self, ApplyError, Outcome, Runner, SchemaCache};
 use crate::exit::Exit;
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{self, Client, Fleet, LoadOptions};
+pub use crate::notify::{self as notifications, Notifier};
 use crate::plan::{Hold, Mode, Outcome as PlanOutcome};
 use crate::status::Phase;
 pub use listen::ServerLimits;
 pub use metrics::Metrics;
-pub use notifications::Notifier;
 pub use shard::Shard;
 
 /// How the daemon runs.
@@ -257,8 +256,14 @@ pub async fn run(
     let mut _watcher = watch(tx.clone());
     let mut watched = std::fs::canonicalize(&settings.fleet_dir).ok();
     let mut last_good: HashMap<String, Client> = HashMap::new();
-    let notifier = Notifier::new(&Default::default(), Some(shared.clone()));
     let metrics = shared.read().await.metrics.clone();
+    let delivered = metrics.clone();
+    let notifier = Notifier::new(
+        &Default::default(),
+        Some(Arc::new(move |event, outcome| {
+            delivered.notification(event, outcome);
+        })),
+    );
     // `--once` is a full resync by definition: one pass, every database looked at live.
     // The cache is there all the same: it counts the looks for the metrics.
     let max_age = if settings.once {

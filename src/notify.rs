@@ -1,5 +1,7 @@
 //! Update communication, the guide's "Before Update" and "After Update": Slack-compatible
-//! webhooks for before-update, after-update, failure and rollback.
+//! webhooks for before-update, after-update, failure and rollback. The daemon and the
+//! terminal commands (`apply`, `rollback`, `restore`) send through the same notifier, so
+//! a change made by hand is announced like one made by the daemon.
 //!
 //! Delivery runs on its own task with retries, so a slow or dead webhook never holds a
 //! rollout back. Webhook URLs are secrets (a Slack URL is its own credential): they are
@@ -12,10 +14,9 @@ use backon::{ExponentialBuilder, Retryable};
 use serde_json::json;
 use std::sync::{Mutex, PoisonError};
 
-use tokio::sync::{RwLock, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
-use super::Shared;
 use crate::manifest::{NotifyEvent, NotifySpec};
 use crate::plan::{Plan, Step};
 use crate::secret::SecretRef;
@@ -83,6 +84,22 @@ impl Message {
             plan.client
         );
         Message::new(NotifyEvent::Rollback, plan, text, revision)
+    }
+
+    /// A change made by hand outside a plan (`rollback --code`, `restore`).
+    pub fn manual(
+        event: NotifyEvent,
+        client: &str,
+        text: String,
+        revision: Option<String>,
+    ) -> Message {
+        Message {
+            event,
+            client: client.to_owned(),
+            text,
+            revision,
+            plan: None,
+        }
     }
 
     fn new(event: NotifyEvent, plan: &Plan, text: String, revision: Option<String>) -> Message {
@@ -167,8 +184,11 @@ pub struct Notifier {
     workers: Arc<Mutex<Vec<Worker>>>,
     tasks: Arc<Mutex<JoinSet<()>>>,
     http: reqwest::Client,
-    shared: Option<Arc<RwLock<Shared>>>,
+    on_delivery: Option<OnDelivery>,
 }
+
+/// Told how each delivery ended: (event, "delivered" | "failed"), for the daemon's metrics.
+pub type OnDelivery = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
 impl std::fmt::Debug for Notifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -179,7 +199,7 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    pub fn new(spec: &NotifySpec, shared: Option<Arc<RwLock<Shared>>>) -> Notifier {
+    pub fn new(spec: &NotifySpec, on_delivery: Option<OnDelivery>) -> Notifier {
         let notifier = Notifier {
             workers: Arc::default(),
             tasks: Arc::default(),
@@ -188,7 +208,7 @@ impl Notifier {
                 .timeout(TIMEOUT)
                 .build()
                 .unwrap_or_default(),
-            shared,
+            on_delivery,
         };
         notifier.configure(spec);
         notifier
@@ -217,7 +237,8 @@ impl Notifier {
             .into_iter()
             .map(|hook| {
                 let (queue, mut rx) = mpsc::unbounded_channel::<Message>();
-                let (http, url, shared) = (self.http.clone(), hook.0.clone(), self.shared.clone());
+                let (http, url, on_delivery) =
+                    (self.http.clone(), hook.0.clone(), self.on_delivery.clone());
                 tasks.spawn(async move {
                     while let Some(message) = rx.recv().await {
                         let outcome = match deliver(&http, &url, &message).await {
@@ -233,9 +254,8 @@ impl Notifier {
                                 "failed"
                             }
                         };
-                        if let Some(shared) = &shared {
-                            let metrics = shared.read().await.metrics.clone();
-                            metrics.notification(event_name(message.event), outcome);
+                        if let Some(on_delivery) = &on_delivery {
+                            on_delivery(event_name(message.event), outcome);
                         }
                     }
                 });
