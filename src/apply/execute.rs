@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::record::{self, Event, EventKind};
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use super::record::{self, Event, EventKind, RecordError};
+use super::steps::{self, Ctx, ErrorClass, Scratch, StepError, describe, event};
 use super::undo::{self, UndoPlan};
 use super::{ApplyError, Prepared, SchemaCache, observe};
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{Client, Fleet};
-use crate::plan::{self, Guard, Mode, Plan, Step, Undo};
-use crate::postgres::{self, Actor, Session};
-use crate::secret::{Secret, SecretRef};
-use crate::vercel::{self, EnvUndo};
+use crate::plan::{Mode, Plan, Step};
+use crate::postgres::Session;
+use crate::vercel;
 
 /// A progress callback: client, step, what happened.
 pub type OnStep = Arc<dyn Fn(&str, &Step, StepEvent) + Send + Sync>;
@@ -79,7 +81,7 @@ impl Runner {
         }
     }
 
-    fn stopping(&self) -> bool {
+    pub(crate) fn stopping(&self) -> bool {
         self.stop.as_ref().is_some_and(|s| *s.borrow())
     }
 }
@@ -105,6 +107,8 @@ pub enum Outcome {
     Failed {
         plan: Plan,
         step: String,
+        /// Refused by a guard, a bad answer from the release, or another failure.
+        class: ErrorClass,
         error: String,
         undo: UndoPlan,
         undo_errors: Vec<String>,
@@ -125,15 +129,6 @@ impl Outcome {
             Outcome::Failed { plan, .. } | Outcome::Interrupted { plan, .. } => plan,
         }
     }
-}
-
-/// What the steps produced that later steps (and undos) need.
-#[derive(Default)]
-struct Scratch {
-    deployment: Option<vercel::Deployment>,
-    env_undo: Option<EnvUndo>,
-    /// The id of the backup this run took.
-    backup: Option<String>,
 }
 
 /// Observe, plan and apply one client. With `expected_hash`, refuse unless the plan
@@ -217,14 +212,6 @@ fn refused(name: &str, plan: &Plan, expected: &str) -> ApplyError {
     }
 }
 
-fn event(runner: &Runner, plan: &Plan, step: &str, kind: EventKind) -> Event {
-    let mut e = Event::new(&plan.client, step, kind, &runner.actor);
-    e.plan_hash = Some(plan.hash.clone());
-    e.release = Some(plan.release.clone());
-    e.fleet_revision = runner.revision.clone();
-    e
-}
-
 async fn run_steps(
     runner: &Runner,
     fleet: &Fleet,
@@ -233,6 +220,12 @@ async fn run_steps(
     session: &mut Session,
 ) -> Result<Outcome, ApplyError> {
     let plan = &prepared.plan;
+    let ctx = Ctx {
+        runner,
+        fleet,
+        client,
+        prepared,
+    };
     record::ensure_table(session.connection()).await?;
     let mut started = event(runner, plan, "apply", EventKind::Started);
     if runner.mode.ignores_window()
@@ -244,11 +237,11 @@ async fn run_steps(
             runner.actor
         ));
     }
-    record::append(session.connection(), &started).await?;
+    write(session, &started).await?;
     if let Some(rehearsal) = &plan.rehearsal {
         let mut e = event(runner, plan, "rehearse", EventKind::Succeeded);
         super::rehearsal::describe(&mut e, rehearsal);
-        record::append(session.connection(), &e).await?;
+        write(session, &e).await?;
     }
     if let Some(on_start) = &runner.on_start {
         on_start(plan);
@@ -267,7 +260,7 @@ async fn run_steps(
             e.detail = Some(format!(
                 "interrupted: {why} after {after}; the next run continues from what is live"
             ));
-            record::append(session.connection(), &e).await?;
+            write(session, &e).await?;
             return Ok(Outcome::Interrupted {
                 plan: plan.clone(),
                 after,
@@ -276,38 +269,49 @@ async fn run_steps(
         }
         notify(step, StepEvent::Started);
         let started = Instant::now();
-        let result = match check_guard(step, prepared, session).await {
-            Ok(()) => run_step(runner, fleet, client, prepared, session, step, &mut scratch).await,
+        let mut result = match steps::check_guard(&ctx, step, session).await {
+            Ok(()) => steps::run_step(&ctx, session, step, &mut scratch).await,
             Err(err) => Err(err),
         };
         let took = started.elapsed();
+        if result.is_ok() {
+            let mut e = event(runner, plan, step.kind(), EventKind::Succeeded);
+            e.duration_ms = Some(took.as_millis() as i64);
+            describe(&mut e, step, &scratch);
+            // The step ran: if its record cannot be written, it still counts as done, so
+            // the undo below puts it back.
+            if let Err(err) = write(session, &e).await {
+                completed.push(step.clone());
+                result = Err(StepError::Record(err));
+            }
+        }
         match result {
             Ok(()) => {
                 notify(step, StepEvent::Succeeded(took));
-                let mut e = event(runner, plan, step.kind(), EventKind::Succeeded);
-                e.duration_ms = Some(took.as_millis() as i64);
-                describe(&mut e, step, &scratch);
-                record::append(session.connection(), &e).await?;
                 completed.push(step.clone());
             }
-            Err(message) => {
+            Err(err) => {
+                let class = err.class();
+                let message = err.to_string();
                 notify(step, StepEvent::Failed(message.clone()));
+                // From here on a record that cannot be written is said, never a reason
+                // to skip an undo.
+                let mut record_errors = Vec::new();
                 let mut e = event(runner, plan, step.kind(), EventKind::Failed);
                 e.duration_ms = Some(took.as_millis() as i64);
                 e.error = Some(message.clone());
                 describe(&mut e, step, &scratch);
-                record::append(session.connection(), &e).await?;
+                keep(write(session, &e).await, &mut record_errors);
                 let decision = undo::decide(&completed, client.config.policy.rollback);
                 let mut undo_errors = Vec::new();
                 for (kind, action) in &decision.run {
-                    let result =
-                        run_undo(runner, fleet, client, prepared, session, action, &scratch).await;
+                    let result = steps::undo(&ctx, session, action, &scratch).await;
                     let mut e = event(runner, plan, kind, EventKind::Undone);
                     if let Err(err) = &result {
-                        e.error = Some(err.clone());
+                        e.error = Some(err.to_string());
                         undo_errors.push(format!("{kind}: {err}"));
                     }
-                    record::append(session.connection(), &e).await?;
+                    keep(write(session, &e).await, &mut record_errors);
                     if let Some(step) = completed.iter().find(|s| s.kind() == kind) {
                         notify(step, StepEvent::Undone);
                     }
@@ -332,10 +336,16 @@ async fn run_steps(
                 if !kept.is_empty() {
                     e.error = Some(format!("{message}; {}", kept.join("; ")));
                 }
-                record::append(session.connection(), &e).await?;
+                keep(write(session, &e).await, &mut record_errors);
+                undo_errors.extend(
+                    record_errors
+                        .into_iter()
+                        .map(|err| format!("update record not written: {err}")),
+                );
                 return Ok(Outcome::Failed {
                     plan: plan.clone(),
                     step: step.kind().to_owned(),
+                    class,
                     error: message,
                     undo: decision,
                     undo_errors,
@@ -344,6 +354,37 @@ async fn run_steps(
         }
     }
     Ok(Outcome::Applied(plan.clone()))
+}
+
+/// Append one event, trying a few times: a record that cannot be written is a failure to
+/// report, and the writes around a failure must not give up at the first blip.
+async fn write(session: &mut Session, e: &Event) -> Result<(), RecordError> {
+    let mut tries = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_times(RECORD_RETRIES)
+        .build();
+    loop {
+        match record::append(session.connection(), e).await {
+            Ok(()) => return Ok(()),
+            Err(err) => match tries.next() {
+                Some(after) => {
+                    tracing::warn!(client = %e.client, step = %e.step, error = %err, "update record not written; retrying");
+                    tokio::time::sleep(after).await;
+                }
+                None => return Err(err),
+            },
+        }
+    }
+}
+
+/// Further tries of a record write.
+const RECORD_RETRIES: usize = 2;
+
+fn keep(result: Result<(), RecordError>, errors: &mut Vec<RecordError>) {
+    if let Err(err) = result {
+        tracing::error!(error = %err, "update record not written");
+        errors.push(err);
+    }
 }
 
 /// Why `step` must not start now, if it must not: shutdown stops any step from starting;
@@ -371,377 +412,5 @@ fn interruption(
             None => "the maintenance window closed".to_owned(),
         }),
         WindowState::Open => None,
-    }
-}
-
-/// `Session::restore` of a backup this client owns: its sidecar and checksum are checked
-/// before the archive is read; the records survive inside the restore (see `backup::restore`).
-async fn restore_checked(
-    session: &mut Session,
-    fleet: &Fleet,
-    client: &Client,
-    prepared: &Prepared,
-    backup: &str,
-    actor: Actor<'_>,
-) -> Result<(), String> {
-    let name = &client.config.name;
-    let (info, file) =
-        postgres::backup::find(name, &fleet.backups_dir, backup).map_err(|e| e.to_string())?;
-    postgres::backup::check(name, &info, &file)
-        .await
-        .map_err(|e| e.to_string())?;
-    session
-        .restore(
-            &prepared.database_url,
-            &file,
-            client.config.database.identity,
-            &fleet.catalog,
-            actor,
-        )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-/// Versions, env keys and deployment ids go in the record; never values.
-fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
-    match step {
-        Step::MigrateUp { versions, .. } | Step::MigrateDown { versions, .. } => {
-            e.versions = versions.iter().map(ToString::to_string).collect()
-        }
-        Step::SetEnv { changes } => {
-            e.env_keys = changes
-                .iter()
-                .map(|c| format!("{}{}", c.action.sign(), c.key))
-                .collect()
-        }
-        Step::Deploy { .. }
-        | Step::WaitReady
-        | Step::HealthCheck { .. }
-        | Step::Promote { .. }
-        | Step::Bake { .. } => {
-            e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
-        }
-        _ => {}
-    }
-}
-
-/// Check a step's precondition right before it runs.
-async fn check_guard(
-    step: &Step,
-    prepared: &Prepared,
-    session: &mut Session,
-) -> Result<(), String> {
-    match step.guard() {
-        Guard::None | Guard::Identity | Guard::DeploymentHealthy => Ok(()),
-        Guard::SchemaAt { version } => {
-            let current = session.current_version().await.map_err(|e| e.to_string())?;
-            if current == version {
-                Ok(())
-            } else {
-                Err(format!(
-                    "guard: the schema moved to {current:?} since planning (expected {version:?}); not touching it"
-                ))
-            }
-        }
-        Guard::EnvUnchanged => {
-            let now = vercel::observe(&prepared.vercel, &prepared.project.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            if plan::env_changes(&prepared.desired.env, &now.env)
-                == plan::env_changes(&prepared.desired.env, &prepared.observed.env)
-            {
-                Ok(())
-            } else {
-                Err("guard: the project's env changed since planning; not overwriting someone else's change".to_owned())
-            }
-        }
-        Guard::ProductionIs { deployment } => {
-            let project = prepared
-                .vercel
-                .project(&prepared.project.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let current = project.production().map(|d| d.id.clone());
-            if current == deployment {
-                Ok(())
-            } else {
-                Err(format!(
-                    "guard: production moved to {current:?} since planning (expected {deployment:?}); not promoting over it"
-                ))
-            }
-        }
-    }
-}
-
-async fn run_step(
-    runner: &Runner,
-    fleet: &Fleet,
-    client: &Client,
-    prepared: &Prepared,
-    session: &mut Session,
-    step: &Step,
-    scratch: &mut Scratch,
-) -> Result<(), String> {
-    let name = &client.config.name;
-    let actor = Actor {
-        name: &runner.actor,
-        revision: runner.revision.as_deref(),
-    };
-    let health = &client.config.policy.health;
-    let routes = &fleet.manifest.spec.vercel.connect_to;
-    match step {
-        Step::Preflight => session
-            .guard_clean(&fleet.catalog)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Step::Backup { version } => {
-            let info = postgres::backup::take(
-                name,
-                &prepared.database_url,
-                &fleet.backups_dir,
-                version.as_ref(),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            scratch.backup = Some(info.id);
-            Ok(())
-        }
-        Step::MigrateUp { to, .. } => session
-            .migrate_up(&fleet.catalog, to, actor)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Step::MigrateDown { to, .. } => session
-            .migrate_down(&fleet.catalog, Some(to), actor)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Step::RestoreBackup { backup, .. } => {
-            restore_checked(session, fleet, client, prepared, backup, actor).await
-        }
-        Step::Verify { version } => {
-            let report = postgres::verify(
-                session.connection(),
-                name,
-                &fleet.catalog,
-                &client.config.database,
-                Some(version),
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            if report.passed() {
-                Ok(())
-            } else {
-                Err(format!(
-                    "verify failed: {}",
-                    report
-                        .failures()
-                        .iter()
-                        .map(|c| format!("{}: {}", c.name, c.detail))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ))
-            }
-        }
-        Step::SetEnv { changes } => {
-            let current = prepared
-                .vercel
-                .env_values(&prepared.project.id)
-                .await
-                .map_err(|e| e.to_string())?;
-            let key = &prepared.fingerprint_key;
-            let previous: Vec<(String, Secret, bool, String)> = current
-                .into_iter()
-                .filter_map(|(name, value, kind, comment)| match value {
-                    Some(value) => {
-                        let fp = crate::secret::fingerprint(key, &value);
-                        Some((name, Secret::new(value), kind == "sensitive", fp))
-                    }
-                    // A sensitive value cannot be read back: re-read it from the secret
-                    // reference the previous revision wrote it from, if steward's
-                    // environment still holds that exact value.
-                    None => {
-                        let (fp, source) = vercel::comment_source(comment.as_deref())?;
-                        let value = SecretRef::env(source.clone()).resolve().ok();
-                        match value {
-                            Some(v) if crate::secret::fingerprint(key, v.expose()) == fp => {
-                                Some((name, v, true, format!("{fp};src={source}")))
-                            }
-                            _ => {
-                                tracing::warn!(
-                                    env = %name,
-                                    source = %source,
-                                    "the previous value of this sensitive variable is no longer in steward's environment; an undo cannot restore it"
-                                );
-                                None
-                            }
-                        }
-                    }
-                })
-                .collect();
-            let values: Vec<(String, Secret, bool, String)> = prepared
-                .values
-                .0
-                .iter()
-                .map(|(k, v, sensitive, source)| {
-                    let fp = crate::secret::fingerprint(key, v.expose());
-                    let tag = match source {
-                        Some(source) => format!("{fp};src={source}"),
-                        None => fp,
-                    };
-                    (k.clone(), v.clone(), *sensitive, tag)
-                })
-                .collect();
-            let undo = vercel::apply_env(
-                &prepared.vercel,
-                &prepared.project.id,
-                changes,
-                &values,
-                &previous,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
-            scratch.env_undo = Some(undo);
-            Ok(())
-        }
-        Step::Deploy { sha, .. } => {
-            let env_changed = prepared
-                .plan
-                .steps
-                .iter()
-                .any(|s| matches!(s, Step::SetEnv { .. }));
-            let d = vercel::deploy(&prepared.vercel, &prepared.project, sha, env_changed)
-                .await
-                .map_err(|e| e.to_string())?;
-            scratch.deployment = Some(d);
-            Ok(())
-        }
-        Step::WaitReady => {
-            let id = scratch
-                .deployment
-                .as_ref()
-                .map(|d| d.id.clone())
-                .ok_or("no deployment to wait for")?;
-            let d = vercel::wait_ready(&prepared.vercel, &id, runner.build_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            scratch.deployment = Some(d);
-            Ok(())
-        }
-        Step::HealthCheck { .. } => {
-            let host = scratch
-                .deployment
-                .as_ref()
-                .and_then(|d| d.url.clone())
-                .ok_or("the deployment has no URL")?;
-            vercel::health::check(&host, health, routes)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Step::Promote { .. } => {
-            let id = scratch
-                .deployment
-                .as_ref()
-                .map(|d| d.id.clone())
-                .ok_or("no deployment to promote")?;
-            vercel::promote(&prepared.vercel, &prepared.project.id, &id)
-                .await
-                .map_err(|e| e.to_string())
-        }
-        Step::Bake { duration } => {
-            let host = scratch
-                .deployment
-                .as_ref()
-                .and_then(|d| d.url.clone())
-                .ok_or("the deployment has no URL")?;
-            let until = Instant::now() + *duration;
-            let every = (*duration / 3).clamp(Duration::from_millis(200), Duration::from_secs(10));
-            loop {
-                vercel::health::check(&host, health, routes)
-                    .await
-                    .map_err(|e| format!("bake: {e}"))?;
-                if Instant::now() >= until || runner.stopping() {
-                    return Ok(());
-                }
-                tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now())))
-                    .await;
-            }
-        }
-        Step::Record => {
-            let mut e = Event::new(name, "apply", EventKind::Completed, &runner.actor);
-            e.plan_hash = Some(prepared.plan.hash.clone());
-            e.release = Some(prepared.plan.release.clone());
-            e.fleet_revision = runner.revision.clone();
-            e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
-            let c = &prepared.plan.changes;
-            e.versions = c.schema.iter().map(|(_, to)| to.to_string()).collect();
-            e.env_keys = c
-                .env
-                .iter()
-                .map(|x| format!("{}{}", x.action.sign(), x.key))
-                .collect();
-            e.detail = Some(format!(
-                "completed at {}",
-                Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
-            ));
-            record::append(session.connection(), &e)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    }
-}
-
-async fn run_undo(
-    runner: &Runner,
-    fleet: &Fleet,
-    client: &Client,
-    prepared: &Prepared,
-    session: &mut Session,
-    action: &Undo,
-    scratch: &Scratch,
-) -> Result<(), String> {
-    let actor = Actor {
-        name: &runner.actor,
-        revision: runner.revision.as_deref(),
-    };
-    match action {
-        Undo::Nothing => Ok(()),
-        Undo::MigrateDownTo { version } => match session
-            .migrate_down(&fleet.catalog, version.as_ref(), actor)
-            .await
-        {
-            Ok(_) => Ok(()),
-            // An irreversible migration: the backup taken by this run puts it back.
-            Err(err) if err.is_refusal() && scratch.backup.is_some() => {
-                let backup = scratch.backup.as_deref().ok_or("no backup")?;
-                restore_checked(session, fleet, client, prepared, backup, actor)
-                    .await
-                    .map_err(|e| format!("{err}; restore failed too: {e}"))
-            }
-            Err(err) => Err(err.to_string()),
-        },
-        Undo::MigrateUpTo { version } => session
-            .migrate_up(&fleet.catalog, version, actor)
-            .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
-        Undo::RestoreTakenBackup => match &scratch.backup {
-            Some(backup) => restore_checked(session, fleet, client, prepared, backup, actor).await,
-            None => Err("no backup was taken before the restore; nothing to put back".to_owned()),
-        },
-        Undo::RestoreEnv => match &scratch.env_undo {
-            Some(undo) => vercel::undo_env(&prepared.vercel, &prepared.project.id, undo)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Ok(()),
-        },
-        Undo::PromotePrevious { deployment } => match deployment {
-            Some(previous) => vercel::rollback(&prepared.vercel, &prepared.project.id, previous)
-                .await
-                .map_err(|e| e.to_string()),
-            None => Ok(()),
-        },
     }
 }

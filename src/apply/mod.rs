@@ -11,11 +11,13 @@ mod execute;
 mod observe;
 pub mod record;
 pub mod rehearsal;
+mod steps;
 pub mod undo;
 
 pub use cache::SchemaCache;
 pub use execute::{OnObserved, OnStart, OnStep, Outcome, Runner, StepEvent, execute};
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
+pub use steps::{ErrorClass, StepError};
 
 use crate::postgres::PgError;
 use crate::vercel::VercelError;

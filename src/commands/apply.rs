@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::{Result, bail};
 
 use super::support::{actor, fleet_revision, flush_notifications, notifier};
-use crate::apply::{self, ApplyError, Outcome, Runner};
+use crate::apply::{self, ApplyError, ErrorClass, Outcome, Runner};
 use crate::cli::ApplyArgs;
 use crate::exit::{Exit, Refused};
 use crate::manifest::Fleet;
@@ -192,6 +192,7 @@ fn report_outcome(
         }
         Ok(Outcome::Failed {
             step,
+            class,
             error,
             undo,
             undo_errors,
@@ -214,7 +215,12 @@ fn report_outcome(
                 "FAILED",
                 format!("at {step}; {} step(s) undone", undo.run.len()),
             );
-            Exit::Error
+            // A guard that refused mid-run is a refusal, as one before the run is.
+            if class == ErrorClass::Refused {
+                Exit::Refused
+            } else {
+                Exit::Error
+            }
         }
         Err(err) => {
             printer.error(err.to_string());

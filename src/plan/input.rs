@@ -59,10 +59,12 @@ pub struct SchemaObserved {
     pub drift: Option<super::Drift>,
 }
 
+/// The default is `NotAdopted`: an observation that was never filled in must not pass
+/// the identity check.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum IdentityObserved {
-    #[default]
     Matches,
+    #[default]
     NotAdopted,
     OtherClient(String),
     PinnedMismatch {

@@ -110,8 +110,6 @@ pub enum Guard {
     ProductionIs {
         deployment: Option<String>,
     },
-    /// The build reached READY and answered its health check.
-    DeploymentHealthy,
 }
 
 /// What undoes a step, recorded before the step runs.
@@ -168,7 +166,16 @@ impl Step {
             Step::Promote { previous } => Undo::PromotePrevious {
                 deployment: previous.clone(),
             },
-            _ => Undo::Nothing,
+            // Checks change nothing; a backup on disk and a build that never served are
+            // harmless to leave; the record is the history itself.
+            Step::Preflight
+            | Step::Backup { .. }
+            | Step::Verify { .. }
+            | Step::Deploy { .. }
+            | Step::WaitReady
+            | Step::HealthCheck { .. }
+            | Step::Bake { .. }
+            | Step::Record => Undo::Nothing,
         }
     }
 

@@ -120,6 +120,7 @@ fn converged() -> (Desired, Observed) {
         schema: SchemaObserved {
             current: Some(v("2024_02_01_001")),
             applied: applied(&["2024_01_01_001", "2024_02_01_001"]),
+            identity: IdentityObserved::Matches,
             ..SchemaObserved::default()
         },
         code: CodeObserved {

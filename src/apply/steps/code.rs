@@ -1,0 +1,160 @@
+//! Steps on the client's Vercel project: env, build, health check, promote, bake, and
+//! their undos.
+
+use std::time::Instant;
+
+use super::{Ctx, Scratch, StepError, bake_interval};
+use crate::plan::{Step, Undo};
+use crate::secret::{Secret, SecretRef};
+use crate::vercel;
+
+pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<(), StepError> {
+    let prepared = ctx.prepared;
+    let health = &ctx.client.config.policy.health;
+    let routes = &ctx.fleet.manifest.spec.vercel.connect_to;
+    match step {
+        Step::SetEnv { changes } => {
+            let previous = previous_env(ctx).await?;
+            let key = &prepared.fingerprint_key;
+            let values: Vec<(String, Secret, bool, String)> = prepared
+                .values
+                .0
+                .iter()
+                .map(|(k, v, sensitive, source)| {
+                    let fp = crate::secret::fingerprint(key, v.expose());
+                    let tag = match source {
+                        Some(source) => format!("{fp};src={source}"),
+                        None => fp,
+                    };
+                    (k.clone(), v.clone(), *sensitive, tag)
+                })
+                .collect();
+            let undo = vercel::apply_env(
+                &prepared.vercel,
+                &prepared.project.id,
+                changes,
+                &values,
+                &previous,
+            )
+            .await?;
+            scratch.env_undo = Some(undo);
+        }
+        Step::Deploy { sha, .. } => {
+            let env_changed = prepared
+                .plan
+                .steps
+                .iter()
+                .any(|s| matches!(s, Step::SetEnv { .. }));
+            let d = vercel::deploy(&prepared.vercel, &prepared.project, sha, env_changed).await?;
+            scratch.deployment = Some(d);
+        }
+        Step::WaitReady => {
+            let id = scratch
+                .deployment
+                .as_ref()
+                .map(|d| d.id.clone())
+                .ok_or(StepError::Missing("no deployment to wait for"))?;
+            let d = vercel::wait_ready(&prepared.vercel, &id, ctx.runner.build_timeout).await?;
+            scratch.deployment = Some(d);
+        }
+        Step::HealthCheck { .. } => {
+            let host = deployment_host(scratch)?;
+            vercel::health::check(&host, health, routes).await?;
+        }
+        Step::Promote { .. } => {
+            let id = scratch
+                .deployment
+                .as_ref()
+                .map(|d| d.id.clone())
+                .ok_or(StepError::Missing("no deployment to promote"))?;
+            vercel::promote(&prepared.vercel, &prepared.project.id, &id).await?;
+        }
+        Step::Bake { duration } => {
+            let host = deployment_host(scratch)?;
+            let until = Instant::now() + *duration;
+            let every = bake_interval(*duration);
+            loop {
+                vercel::health::check(&host, health, routes)
+                    .await
+                    .map_err(StepError::Bake)?;
+                if Instant::now() >= until || ctx.runner.stopping() {
+                    break;
+                }
+                tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now())))
+                    .await;
+            }
+        }
+        Step::Preflight
+        | Step::Backup { .. }
+        | Step::MigrateUp { .. }
+        | Step::MigrateDown { .. }
+        | Step::RestoreBackup { .. }
+        | Step::Verify { .. }
+        | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
+    }
+    Ok(())
+}
+
+fn deployment_host(scratch: &Scratch) -> Result<String, StepError> {
+    scratch
+        .deployment
+        .as_ref()
+        .and_then(|d| d.url.clone())
+        .ok_or(StepError::Missing("the deployment has no URL"))
+}
+
+/// The values an env undo puts back. A sensitive value cannot be read back: it is re-read
+/// from the secret reference the previous revision wrote it from, if steward's
+/// environment still holds that exact value.
+async fn previous_env(ctx: &Ctx<'_>) -> Result<Vec<(String, Secret, bool, String)>, StepError> {
+    let prepared = ctx.prepared;
+    let current = prepared.vercel.env_values(&prepared.project.id).await?;
+    let key = &prepared.fingerprint_key;
+    Ok(current
+        .into_iter()
+        .filter_map(|(name, value, kind, comment)| match value {
+            Some(value) => {
+                let fp = crate::secret::fingerprint(key, &value);
+                Some((name, Secret::new(value), kind == "sensitive", fp))
+            }
+            None => {
+                let (fp, source) = vercel::comment_source(comment.as_deref())?;
+                let value = SecretRef::env(source.clone()).resolve().ok();
+                match value {
+                    Some(v) if crate::secret::fingerprint(key, v.expose()) == fp => {
+                        Some((name, v, true, format!("{fp};src={source}")))
+                    }
+                    _ => {
+                        tracing::warn!(
+                            env = %name,
+                            source = %source,
+                            "the previous value of this sensitive variable is no longer in steward's environment; an undo cannot restore it"
+                        );
+                        None
+                    }
+                }
+            }
+        })
+        .collect())
+}
+
+pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(), StepError> {
+    let prepared = ctx.prepared;
+    match action {
+        Undo::RestoreEnv => {
+            if let Some(undo) = &scratch.env_undo {
+                vercel::undo_env(&prepared.vercel, &prepared.project.id, undo).await?;
+            }
+        }
+        Undo::PromotePrevious { deployment } => {
+            if let Some(previous) = deployment {
+                vercel::rollback(&prepared.vercel, &prepared.project.id, previous).await?;
+            }
+        }
+        Undo::Nothing
+        | Undo::MigrateDownTo { .. }
+        | Undo::MigrateUpTo { .. }
+        | Undo::RestoreTakenBackup => unreachable!("not a Vercel undo"),
+    }
+    Ok(())
+}

@@ -1,0 +1,326 @@
+//! Running one step, and undoing one, with errors that keep their class: whether the
+//! step was refused by its guard, met a transient fault on steward's own side, got a bad
+//! answer from the release itself, or failed for another reason. The executor's loop
+//! (`execute.rs`) decides what each class means for the run; this module only says which
+//! class an error is. One file per step family.
+
+mod code;
+mod database;
+mod records;
+
+use std::time::Duration;
+
+pub use records::{describe, event};
+
+use super::record::RecordError;
+use super::{Prepared, Runner};
+use crate::manifest::{Client, Fleet};
+use crate::plan::{self, Guard, Step, Undo};
+use crate::postgres::{PgError, Session};
+use crate::vercel::{self, EnvUndo, VercelError};
+
+/// What a step's failure says, and so what the executor does about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// A guard said no: the world moved since planning. Nothing of this step ran.
+    Refused,
+    /// A fault on steward's side or on the way (our proxy, DNS, our own timeouts, file
+    /// descriptors, a lost database connection, Vercel 429/5xx past the call's budget):
+    /// says nothing about the release. Retried; if it persists the run is interrupted,
+    /// never undone as a bad release.
+    Transient,
+    /// The release's own answer: its health check got a bad status, its build ended in
+    /// ERROR, its bake failed. Judges the release: undo per policy, the client is Failed.
+    Release,
+    /// Anything else (a migration that failed, a verify check that is false).
+    Failed,
+}
+
+impl std::fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ErrorClass::Refused => "refused",
+            ErrorClass::Transient => "transient",
+            ErrorClass::Release => "release",
+            ErrorClass::Failed => "failed",
+        })
+    }
+}
+
+/// Why a step (or an undo) did not do what it should.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The step's guard refused (`guard: …`).
+    #[error("guard: {0}")]
+    Guard(String),
+    #[error(transparent)]
+    Postgres(#[from] PgError),
+    #[error(transparent)]
+    Vercel(#[from] VercelError),
+    /// The bake's health check of production.
+    #[error("bake: {0}")]
+    Bake(#[source] VercelError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A verify check returned false.
+    #[error("verify failed: {0}")]
+    Verify(String),
+    /// A step found nothing to act on that an earlier step should have left (a bug or a
+    /// plan run out of order).
+    #[error("{0}")]
+    Missing(&'static str),
+    /// The undo has nothing it can put back.
+    #[error("{0}")]
+    Undo(String),
+}
+
+impl StepError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StepError::Guard(_) => ErrorClass::Refused,
+            StepError::Postgres(err) if err.is_refusal() => ErrorClass::Refused,
+            StepError::Postgres(err) if lost_connection(err) => ErrorClass::Transient,
+            StepError::Postgres(_) => ErrorClass::Failed,
+            StepError::Vercel(err) | StepError::Bake(err) => vercel_class(err),
+            StepError::Record(RecordError::Database(err)) if sqlx_transient(err) => {
+                ErrorClass::Transient
+            }
+            StepError::Record(_) => ErrorClass::Failed,
+            StepError::Verify(_) | StepError::Missing(_) | StepError::Undo(_) => ErrorClass::Failed,
+        }
+    }
+}
+
+/// Only the deployment's own answers judge a release; no answer, or Vercel's API being
+/// unavailable or rate limited past the call's budget, is transient.
+fn vercel_class(err: &VercelError) -> ErrorClass {
+    match err {
+        VercelError::Unhealthy { .. }
+        | VercelError::BuildFailed { .. }
+        | VercelError::Timeout { .. } => ErrorClass::Release,
+        VercelError::HealthUnreachable { .. }
+        | VercelError::Transport { .. }
+        | VercelError::RateLimited { .. } => ErrorClass::Transient,
+        VercelError::Api { status, .. } if *status == 429 || *status >= 500 => {
+            ErrorClass::Transient
+        }
+        VercelError::Api { .. } | VercelError::Shape { .. } => ErrorClass::Failed,
+    }
+}
+
+/// The database went away under the step (not: the step's SQL was wrong).
+fn lost_connection(err: &PgError) -> bool {
+    match err {
+        PgError::Unreachable { .. } => true,
+        PgError::Query { source, .. } => sqlx_transient(source),
+        _ => false,
+    }
+}
+
+/// I/O, TLS, pool and worker faults, and the server's connection-exception (08) and
+/// operator-intervention (57P: shutdown, crash) classes.
+fn sqlx_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P")),
+        _ => false,
+    }
+}
+
+/// What the steps produced that later steps (and undos) need.
+#[derive(Default)]
+pub struct Scratch {
+    pub deployment: Option<vercel::Deployment>,
+    pub env_undo: Option<EnvUndo>,
+    /// The id of the backup this run took.
+    pub backup: Option<String>,
+}
+
+/// Everything a step reads about the run it is part of.
+pub struct Ctx<'a> {
+    pub runner: &'a Runner,
+    pub fleet: &'a Fleet,
+    pub client: &'a Client,
+    pub prepared: &'a Prepared,
+}
+
+impl Ctx<'_> {
+    fn name(&self) -> &str {
+        &self.client.config.name
+    }
+
+    fn actor(&self) -> crate::postgres::Actor<'_> {
+        crate::postgres::Actor {
+            name: &self.runner.actor,
+            revision: self.runner.revision.as_deref(),
+        }
+    }
+}
+
+/// Check a step's precondition right before it runs.
+pub async fn check_guard(
+    ctx: &Ctx<'_>,
+    step: &Step,
+    session: &mut Session,
+) -> Result<(), StepError> {
+    let prepared = ctx.prepared;
+    match step.guard() {
+        Guard::None | Guard::Identity => Ok(()),
+        Guard::SchemaAt { version } => {
+            let current = session.current_version().await?;
+            if current == version {
+                Ok(())
+            } else {
+                Err(StepError::Guard(format!(
+                    "the schema moved to {current:?} since planning (expected {version:?}); not touching it"
+                )))
+            }
+        }
+        Guard::EnvUnchanged => {
+            let now = vercel::observe(&prepared.vercel, &prepared.project.id).await?;
+            if plan::env_changes(&prepared.desired.env, &now.env)
+                == plan::env_changes(&prepared.desired.env, &prepared.observed.env)
+            {
+                Ok(())
+            } else {
+                Err(StepError::Guard(
+                    "the project's env changed since planning; not overwriting someone else's change"
+                        .to_owned(),
+                ))
+            }
+        }
+        Guard::ProductionIs { deployment } => {
+            let project = prepared.vercel.project(&prepared.project.id).await?;
+            let current = project.production().map(|d| d.id.clone());
+            if current == deployment {
+                Ok(())
+            } else {
+                Err(StepError::Guard(format!(
+                    "production moved to {current:?} since planning (expected {deployment:?}); not promoting over it"
+                )))
+            }
+        }
+    }
+}
+
+/// Run one step. Exhaustive: each family's file owns its steps.
+pub async fn run_step(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    step: &Step,
+    scratch: &mut Scratch,
+) -> Result<(), StepError> {
+    match step {
+        Step::Preflight
+        | Step::Backup { .. }
+        | Step::MigrateUp { .. }
+        | Step::MigrateDown { .. }
+        | Step::RestoreBackup { .. }
+        | Step::Verify { .. } => database::run(ctx, session, step, scratch).await,
+        Step::SetEnv { .. }
+        | Step::Deploy { .. }
+        | Step::WaitReady
+        | Step::HealthCheck { .. }
+        | Step::Promote { .. }
+        | Step::Bake { .. } => code::run(ctx, step, scratch).await,
+        Step::Record => records::complete(ctx, session, scratch).await,
+    }
+}
+
+/// Carry out one undo.
+pub async fn undo(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    action: &Undo,
+    scratch: &Scratch,
+) -> Result<(), StepError> {
+    match action {
+        Undo::Nothing => Ok(()),
+        Undo::MigrateDownTo { .. } | Undo::MigrateUpTo { .. } | Undo::RestoreTakenBackup => {
+            database::undo(ctx, session, action, scratch).await
+        }
+        Undo::RestoreEnv | Undo::PromotePrevious { .. } => code::undo(ctx, action, scratch).await,
+    }
+}
+
+/// How long the bake waits between checks of production.
+pub(crate) fn bake_interval(duration: Duration) -> Duration {
+    (duration / 3).clamp(Duration::from_millis(200), Duration::from_secs(10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vercel(err: VercelError) -> ErrorClass {
+        StepError::Vercel(err).class()
+    }
+
+    #[test]
+    fn only_the_deployments_own_answers_judge_the_release() {
+        let unhealthy = VercelError::Unhealthy {
+            url: "u".into(),
+            reason: "answered 500".into(),
+        };
+        assert_eq!(StepError::Bake(unhealthy).class(), ErrorClass::Release);
+        let build = VercelError::BuildFailed {
+            deployment: "d".into(),
+            code: "BUILD_FAILED".into(),
+            message: "m".into(),
+        };
+        assert_eq!(vercel(build), ErrorClass::Release);
+        let no_answer = VercelError::HealthUnreachable {
+            url: "u".into(),
+            reason: "cannot connect".into(),
+        };
+        assert_eq!(StepError::Bake(no_answer).class(), ErrorClass::Transient);
+    }
+
+    #[test]
+    fn vercel_unavailable_past_the_budget_is_transient_and_a_bad_request_is_not() {
+        let api = |status| VercelError::Api {
+            status,
+            code: "c".into(),
+            message: "m".into(),
+            retry_after: None,
+        };
+        assert_eq!(vercel(api(429)), ErrorClass::Transient);
+        assert_eq!(vercel(api(503)), ErrorClass::Transient);
+        assert_eq!(vercel(api(403)), ErrorClass::Failed);
+    }
+
+    #[test]
+    fn a_lost_database_is_transient_and_a_refusal_is_refused() {
+        let gone = PgError::Unreachable {
+            client: "c".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(StepError::Postgres(gone).class(), ErrorClass::Transient);
+        let io = PgError::Query {
+            client: "c".into(),
+            context: "x".into(),
+            source: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        assert_eq!(StepError::Postgres(io).class(), ErrorClass::Transient);
+        let refused = PgError::Refused {
+            client: "c".into(),
+            message: "m".into(),
+        };
+        assert_eq!(StepError::Postgres(refused).class(), ErrorClass::Refused);
+        assert_eq!(
+            StepError::Guard("moved".into()).class(),
+            ErrorClass::Refused
+        );
+        assert_eq!(
+            StepError::Verify("false".into()).class(),
+            ErrorClass::Failed
+        );
+    }
+}
