@@ -109,6 +109,10 @@ pub enum Command {
     Retry(ClientArgs),
     /// Roll a client's production deployment back now.
     Rollback(RollbackArgs),
+    /// Stop all of a client's traffic now: pause its Vercel project (every URL answers 503).
+    Pause(ClientArgs),
+    /// Let a paused client's traffic flow again: unpause its Vercel project.
+    Unpause(ClientArgs),
     /// Run the daemon: watch the fleet checkout and converge it unattended.
     Run(RunArgs),
     /// Show steward converging a demo fleet on this machine (needs only a local Postgres).
@@ -203,6 +207,10 @@ pub struct RestoreArgs {
     /// Confirm: restoring replaces the database's contents.
     #[arg(long)]
     pub yes: bool,
+    /// Stop the client's traffic (pause its Vercel project) for the restore, and let it
+    /// flow again afterwards, also when the restore fails.
+    #[arg(long)]
+    pub pause_traffic: bool,
 }
 
 #[derive(Debug, Args)]

@@ -170,6 +170,13 @@ pub fn event_summary(event: &crate::apply::record::Event) -> String {
             });
         }
         "retry" => parts.push("the Failed state was cleared for a retry".to_owned()),
+        // The emergency stop says what it did in its detail (which project, how to undo).
+        "manual" if matches!(event.step.as_str(), "pause" | "unpause") => parts.push(
+            event
+                .detail
+                .clone()
+                .unwrap_or_else(|| format!("{}d", event.step)),
+        ),
         other => parts.push(match &event.detail {
             Some(detail) => format!("{} {}: {detail}", event.step, other.replace('_', " ")),
             None => format!("{} {}", event.step, other.replace('_', " ")),

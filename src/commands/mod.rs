@@ -11,6 +11,7 @@ mod emulate;
 mod history;
 mod lint;
 mod migrate;
+mod pause;
 mod plan;
 mod preflight;
 mod repair;
@@ -53,6 +54,8 @@ pub async fn run(cli: Cli) -> Exit {
         Command::History(args) => history::run(args, &printer).await,
         Command::Retry(args) => retry::run(args, &printer).await,
         Command::Rollback(args) => rollback::run(args, &printer).await,
+        Command::Pause(args) => pause::run(args, pause::Traffic::Paused, &printer).await,
+        Command::Unpause(args) => pause::run(args, pause::Traffic::Serving, &printer).await,
         Command::Emulate(args) => emulate::run(args, &printer).await,
         Command::Comment(args) => comment::run(args, &printer).await,
         Command::Run(args) => run::run(args, &printer).await,

@@ -1,19 +1,25 @@
 //! `steward restore CLIENT --backup ID|latest --yes`: the guide's "restore from backup".
 //! The backup is checked (its client, its SHA-256, the identity inside the archive) before
 //! anything is written; the update records survive the restore and it records itself.
+//! With `--pause-traffic` the client's traffic is stopped for the restore (its Vercel
+//! project paused), the restored database verified, and traffic let through again, also
+//! when the restore fails: the pause's undo runs on every path.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 
+use super::pause::{Traffic, set_traffic};
 use super::support::{
-    actor, database_url, fleet_revision, flush_notifications, load_client, notifier, pg,
+    actor, database_url, fleet_revision, flush_notifications, load_client, mark, notifier, pg,
 };
 use crate::apply::record::{self, Event, EventKind};
 use crate::cli::RestoreArgs;
 use crate::exit::{Exit, Refused};
+use crate::manifest::{Client, Fleet};
 use crate::output::Printer;
-use crate::postgres::{Actor, Session, backup};
+use crate::postgres::backup::BackupInfo;
+use crate::postgres::{self, Access, Actor, Session, backup};
 use crate::progress::{self, Progress};
 
 pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
@@ -26,8 +32,74 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
             info.id
         )));
     }
-    backup::check(name, &info, &file).await.map_err(pg)?;
-    let url = database_url(&client)?;
+    if !args.pause_traffic {
+        return restore(&fleet, &client, &info, &file, printer).await;
+    }
+    set_traffic(&fleet, &client, Traffic::Paused, printer).await?;
+    let restored = async {
+        restore(&fleet, &client, &info, &file, printer).await?;
+        verify(&fleet, &client, printer).await
+    }
+    .await;
+    let resumed = set_traffic(&fleet, &client, Traffic::Paused.undo(), printer).await;
+    match (restored, resumed) {
+        (restored, Ok(())) => restored,
+        (Ok(_), Err(err)) => Err(err.context(format!(
+            "client {name}: restored, but traffic is still stopped; run `steward unpause {name}`"
+        ))),
+        (Err(err), Err(unpause)) => {
+            // The restore's error decides the exit code; the stuck pause must still be seen.
+            printer.error(format!(
+                "client {name}: traffic is still stopped: unpausing after the failed restore failed too ({unpause:#}); run `steward unpause {name}`"
+            ));
+            Err(err)
+        }
+    }
+}
+
+/// The restored database passes the client's verify checks, or the restore failed.
+async fn verify(fleet: &Fleet, client: &Client, printer: &Printer) -> Result<Exit> {
+    let name = &client.config.name;
+    let url = database_url(client)?;
+    let mut conn = postgres::connect(name, &url, Access::ReadOnly)
+        .await
+        .map_err(pg)?;
+    let report = postgres::verify(
+        &mut conn,
+        name,
+        &fleet.catalog,
+        &client.config.database,
+        None,
+    )
+    .await;
+    postgres::close(conn).await;
+    let report = report.map_err(pg)?;
+    let mut out = format!("verify {name} after the restore\n");
+    for check in &report.checks {
+        out.push_str(&format!(
+            "  {} {}: {}\n",
+            mark(check.passed),
+            check.name,
+            check.detail
+        ));
+    }
+    printer.out(out.trim_end());
+    if !report.passed() {
+        bail!("client {name}: the restored database failed verification");
+    }
+    Ok(Exit::Success)
+}
+
+async fn restore(
+    fleet: &Fleet,
+    client: &Client,
+    info: &BackupInfo,
+    file: &std::path::Path,
+    printer: &Printer,
+) -> Result<Exit> {
+    let name = &client.config.name;
+    backup::check(name, info, file).await.map_err(pg)?;
+    let url = database_url(client)?;
     let mut session = Session::open(
         name,
         &url,
@@ -38,7 +110,7 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     .await
     .map_err(pg)?;
     let who = actor();
-    let revision = fleet_revision(&fleet);
+    let revision = fleet_revision(fleet);
     let act = Actor {
         name: &who,
         revision: revision.as_deref(),
@@ -55,7 +127,7 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     let restored = session
         .restore(
             &url,
-            &file,
+            file,
             client.config.database.identity,
             &fleet.catalog,
             act,
@@ -67,7 +139,7 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
         .iter()
         .map(ToString::to_string)
         .collect();
-    let current = crate::postgres::current_of(&session.latest_rows().await.map_err(pg)?);
+    let current = postgres::current_of(&session.latest_rows().await.map_err(pg)?);
     record::ensure_table(session.connection()).await?;
     let mut event = Event::new(name, "restore", EventKind::Manual, &who);
     event.duration_ms = i64::try_from(started.elapsed().as_millis()).ok();
@@ -83,7 +155,7 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     event.fleet_revision = revision.clone();
     record::append(session.connection(), &event).await?;
     session.close().await;
-    let notifier = notifier(&fleet);
+    let notifier = notifier(fleet);
     notifier.send(crate::notify::Message::manual(
         crate::manifest::NotifyEvent::Rollback,
         name,

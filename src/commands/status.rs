@@ -201,7 +201,7 @@ fn observed_row(fleet: &Fleet, client: &Client, prepared: &Prepared) -> Row {
     }
 }
 
-/// The newest apply-level record, read-only; none when the database cannot be read
+/// The newest apply-level record or emergency stop (a paused client must show), read-only; none when the database cannot be read
 /// (the row's phase already says why).
 async fn last_change(client: &Client) -> Option<LastChange> {
     let url = client.config.database.url.resolve().ok()?;
@@ -210,9 +210,10 @@ async fn last_change(client: &Client) -> Option<LastChange> {
         .ok()?;
     let events = record::history(&mut conn, 50).await.ok();
     postgres::close(conn).await;
-    let event = events?
-        .into_iter()
-        .find(|e| e.step == "apply" && e.outcome != "started")?;
+    let event = events?.into_iter().find(|e| {
+        (e.step == "apply" && e.outcome != "started")
+            || matches!(e.step.as_str(), "pause" | "unpause")
+    })?;
     Some(LastChange {
         at: event.at,
         outcome: event.outcome.clone(),

@@ -18,6 +18,9 @@ pub struct Project {
     pub auto_assign_custom_domains: Option<bool>,
     #[serde(default)]
     pub last_alias_request: Option<AliasRequest>,
+    /// Whether the project is paused (serves no traffic); absent means not paused.
+    #[serde(default)]
+    pub paused: Option<bool>,
 }
 
 impl Project {
@@ -138,5 +141,63 @@ impl EnvVar {
             serde_json::Value::String(t) => t == "production",
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Vercel adds fields and enum values without a new API version; a pass must keep
+    /// reading the fields it needs from such an answer.
+    #[test]
+    fn an_unknown_field_or_enum_value_in_a_project_does_not_break_parsing() {
+        let body = serde_json::json!({
+            "id": "prj_1",
+            "name": "shop-web",
+            "someFieldVercelAddsNextYear": {"nested": [1, 2, 3]},
+            "paused": false,
+            "link": {"type": "gitea", "repoId": 7, "productionBranch": "main", "newLinkField": true},
+            "targets": {"production": {
+                "id": "dpl_1",
+                "url": "shop-web-1.vercel.app",
+                "readyState": "HIBERNATING",
+                "readySubstate": "SOMETHING_NEW",
+                "target": "staging",
+                "meta": {"githubCommitSha": "a1"},
+                "brandNewObject": {"x": 1},
+            }},
+            "env": [{"id": "env_1", "key": "A", "type": "quantum-encrypted",
+                     "target": ["production", "some-new-target"], "vaultRef": "v1"}],
+            "lastAliasRequest": {"fromDeploymentId": "dpl_0", "toDeploymentId": "dpl_1",
+                                  "jobStatus": "teleporting", "type": "canary", "extra": 1},
+        });
+        let project: Project = serde_json::from_value(body).expect("parses");
+        let production = project.production().expect("production");
+        assert_eq!(production.sha(), Some("a1"));
+        assert_eq!(production.state(), "HIBERNATING");
+        assert_eq!(project.env[0].kind, "quantum-encrypted");
+        assert!(project.env[0].targets_production());
+        assert_eq!(project.paused, Some(false));
+        assert_eq!(
+            project
+                .last_alias_request
+                .and_then(|r| r.job_status)
+                .as_deref(),
+            Some("teleporting")
+        );
+    }
+
+    #[test]
+    fn a_deployment_list_item_with_unknown_fields_still_yields_its_id_and_state() {
+        let body = serde_json::json!({
+            "deployments": [{"uid": "dpl_9", "state": "NEW_STATE", "url": "x.vercel.app",
+                              "createdAt": 1, "checksConclusion": "unheard-of", "extra": []}],
+            "pagination": {"count": 1, "next": null, "prev": 1, "newCursor": "c"},
+        });
+        let list: DeploymentList = serde_json::from_value(body).expect("parses");
+        let item = list.deployments[0].clone().normalized();
+        assert_eq!(item.id, "dpl_9");
+        assert_eq!(item.state(), "NEW_STATE");
     }
 }

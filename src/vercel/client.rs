@@ -399,6 +399,20 @@ impl VercelClient {
         Ok(())
     }
 
+    /// Pause (`true`) or unpause a project: while paused, every deployment of it answers
+    /// 503 instead of serving, which is how all of a client's traffic stops at once.
+    pub async fn set_paused(&self, project_id: &str, paused: bool) -> Result<(), VercelError> {
+        let action = if paused { "pause" } else { "unpause" };
+        self.call::<Value>(
+            Method::POST,
+            &format!("/v1/projects/{project_id}/{action}"),
+            &[],
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
     pub async fn list_env(&self, project_id: &str) -> Result<Vec<EnvVar>, VercelError> {
         #[derive(serde::Deserialize)]
         struct Envs {

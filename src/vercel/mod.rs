@@ -281,6 +281,28 @@ pub async fn rollback(
     confirm_production(client, project_id, deployment_id).await
 }
 
+/// Pause or unpause a project (the emergency stop), then confirm the project says so.
+/// A project that does not report `paused` at all is taken at the call's word.
+pub async fn set_paused(
+    client: &VercelClient,
+    project_id: &str,
+    paused: bool,
+) -> Result<(), VercelError> {
+    client.set_paused(project_id, paused).await?;
+    let project = client.project(project_id).await?;
+    if project.paused.unwrap_or(paused) == paused {
+        return Ok(());
+    }
+    Err(VercelError::Shape {
+        path: format!("/v9/projects/{project_id}"),
+        reason: format!(
+            "the project still says paused: {} after {}",
+            !paused,
+            if paused { "pause" } else { "unpause" }
+        ),
+    })
+}
+
 async fn confirm_production(
     client: &VercelClient,
     project_id: &str,

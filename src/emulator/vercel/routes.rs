@@ -159,6 +159,14 @@ fn app_request(shared: &Shared, host: &str) -> Response {
     if state.ready_state(&d, now_ms()) != "READY" {
         return (StatusCode::NOT_FOUND, "DEPLOYMENT_NOT_READY\n").into_response();
     }
+    // A paused project serves nothing, on every one of its URLs, as Vercel's pause does.
+    if state.projects.get(&d.project_id).is_some_and(|p| p.paused) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "This deployment is temporarily paused\n\nDEPLOYMENT_PAUSED\n",
+        )
+            .into_response();
+    }
     let serving = state
         .projects
         .get(&d.project_id)
@@ -328,6 +336,8 @@ fn api_request(
         ("POST", ["v1" | "v9", "projects", p, "rollback", d]) => {
             alias(&mut state, p, d, team, "rollback")
         }
+        ("POST", ["v1", "projects", p, "pause"]) => set_paused(&mut state, p, team, true),
+        ("POST", ["v1", "projects", p, "unpause"]) => set_paused(&mut state, p, team, false),
         ("GET", ["v8" | "v9" | "v10", "projects", p, "env"]) => list_env(&state, p, query, team),
         ("POST", ["v10", "projects", p, "env"]) => create_env(&mut state, p, &input, query, team),
         ("GET", ["v1" | "v10", "projects", p, "env", id]) => get_env(&state, p, id, team),
@@ -573,6 +583,18 @@ fn alias(state: &mut State, p: &str, d: &str, team: Option<&str>, kind: &str) ->
     }
     state.make_production(&project_id, d, kind);
     ok(StatusCode::CREATED, json!({}))
+}
+
+/// Pause or unpause a project: 200 with an empty body, as Vercel answers both.
+fn set_paused(state: &mut State, p: &str, team: Option<&str>, paused: bool) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    if let Some(project) = state.projects.get_mut(&project_id) {
+        project.paused = paused;
+        project.updated_at = now_ms();
+    }
+    StatusCode::OK.into_response()
 }
 
 fn project_for<'a>(

@@ -43,6 +43,9 @@ pub struct Project {
     pub env: Vec<EnvVar>,
     pub created_at: u64,
     pub updated_at: u64,
+    /// Paused through `POST /v1/projects/{id}/pause`: its deployments answer 503.
+    #[serde(default)]
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +147,7 @@ impl State {
                 env: Vec::new(),
                 created_at: now,
                 updated_at: now,
+                paused: false,
             },
         );
         id
@@ -346,6 +350,7 @@ impl State {
             "edgeConfigId": Value::Null,
             "edgeConfigTokenId": Value::Null,
             "contentHint": Value::Null,
+            "securityIssues": [],
         })
     }
 
@@ -393,6 +398,22 @@ impl State {
             "updatedAt": p.updated_at,
             "live": false,
             "autoAssignCustomDomains": p.auto_assign,
+            "paused": p.paused,
+            // Required by the SDK: the project's domains, and its retention policy.
+            "alias": [{
+                "domain": State::production_alias(p),
+                "environment": "production",
+                "target": "PRODUCTION",
+                "deployment": Value::Null,
+                "createdAt": p.created_at,
+            }],
+            "deploymentExpiration": {
+                "expirationDays": 180,
+                "expirationDaysProduction": 365,
+                "expirationDaysCanceled": 30,
+                "expirationDaysErrored": 90,
+                "deploymentsToKeep": 10,
+            },
             "link": {
                 "type": "github",
                 "org": "emulator",

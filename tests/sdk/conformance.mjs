@@ -1,0 +1,211 @@
+// Drives every Vercel operation steward calls through the official SDK (`@vercel/sdk`,
+// pinned in package-lock.json) against steward's emulator. The SDK validates each
+// response against Vercel's own schemas, so a missing required field, a value outside an
+// enum or a wrong type makes it throw: the emulator cannot drift from the real API
+// without this failing.
+//
+// Usage: node tests/sdk/conformance.mjs BASE_URL TOKEN PROJECT
+//        (or VERCEL_BASE_URL, VERCEL_TOKEN, VERCEL_PROJECT in the environment)
+// Prints one line per operation: `ok NAME` or `FAIL NAME: why`; exits 1 on any failure.
+// tests/vercel_sdk.rs runs it from `cargo test`.
+
+import { Vercel } from "@vercel/sdk";
+import { HTTPClient } from "@vercel/sdk/lib/http.js";
+
+const [baseURL, token, project] = [
+  process.argv[2] ?? process.env.VERCEL_BASE_URL,
+  process.argv[3] ?? process.env.VERCEL_TOKEN,
+  process.argv[4] ?? process.env.VERCEL_PROJECT,
+];
+if (!baseURL || !token || !project) {
+  console.error("usage: node conformance.mjs BASE_URL TOKEN PROJECT");
+  process.exit(2);
+}
+
+// steward builds with `autoAssignCustomDomains: false` (the CLI's `--skip-domain`), so a
+// build stays STAGED until steward promotes it. The SDK's request model lacks the field
+// and would strip it, so it is added to the body on the wire, as steward sends it.
+const httpClient = new HTTPClient({
+  fetcher: async (request) => {
+    if (request.method === "POST" && new URL(request.url).pathname === "/v13/deployments") {
+      const body = { ...JSON.parse(await request.text()), autoAssignCustomDomains: false };
+      return fetch(new Request(request, { body: JSON.stringify(body) }));
+    }
+    return fetch(request);
+  },
+});
+
+// No retries: a flaky answer is a finding, not something to paper over.
+const vercel = new Vercel({
+  bearerToken: token,
+  serverURL: baseURL,
+  httpClient,
+  retryConfig: { strategy: "none" },
+});
+
+let failures = 0;
+
+/** Run one operation; print its verdict with the SDK's own validation message. */
+async function op(name, call) {
+  try {
+    const result = await call();
+    console.log(`ok ${name}`);
+    return result;
+  } catch (err) {
+    failures += 1;
+    const why = typeof err?.pretty === "function" ? err.pretty() : String(err?.stack ?? err);
+    console.log(`FAIL ${name}: ${why.replaceAll("\n", "\n    ")}`);
+    return undefined;
+  }
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Poll getDeployment until READY (deadline 30 s), as steward's wait_ready does. */
+async function waitReady(id) {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const d = await vercel.deployments.getDeployment({ idOrUrl: id });
+    if (d.readyState === "READY") return d;
+    if (d.readyState === "ERROR" || d.readyState === "CANCELED") {
+      throw new Error(`deployment ${id} ended ${d.readyState}`);
+    }
+    if (Date.now() > deadline) throw new Error(`deployment ${id} not READY after 30 s`);
+    await sleep(100);
+  }
+}
+
+const sha = (digit) => digit.repeat(40);
+
+// observe: GET /v9/projects/{idOrName}?rollbackInfo=true
+const observed = await op("getProject", () =>
+  vercel.projects.getProject({ idOrName: project, rollbackInfo: true }),
+);
+if (!observed) process.exit(1);
+const projectId = observed.id;
+const repoId = observed.link?.repoId;
+
+// env: upsert (encrypted and sensitive), list, list decrypted, edit, delete
+await op("createProjectEnv (encrypted, upsert)", () =>
+  vercel.projects.createProjectEnv({
+    idOrName: projectId,
+    upsert: "true",
+    requestBody: {
+      key: "API_URL",
+      value: "https://api.example.invalid",
+      type: "encrypted",
+      target: ["production"],
+      comment: "steward:fp=abc;at=1",
+    },
+  }),
+);
+await op("createProjectEnv (sensitive, upsert)", () =>
+  vercel.projects.createProjectEnv({
+    idOrName: projectId,
+    upsert: "true",
+    requestBody: {
+      key: "DATABASE_URL",
+      value: "postgres://user:pw@db.invalid/app",
+      type: "sensitive",
+      target: ["production"],
+      comment: "steward:fp=def;src=SHOP_DB;at=1",
+    },
+  }),
+);
+await op("createProjectEnv (update by upsert)", () =>
+  vercel.projects.createProjectEnv({
+    idOrName: projectId,
+    upsert: "true",
+    requestBody: {
+      key: "API_URL",
+      value: "https://api2.example.invalid",
+      type: "encrypted",
+      target: ["production"],
+      comment: "steward:fp=abd;at=2",
+    },
+  }),
+);
+const listed = await op("filterProjectEnvs", () =>
+  vercel.projects.filterProjectEnvs({ idOrName: projectId }),
+);
+await op("filterProjectEnvs (decrypt)", () =>
+  vercel.projects.filterProjectEnvs({ idOrName: projectId, decrypt: "true" }),
+);
+const envs = listed && "envs" in listed ? listed.envs : [];
+const apiUrl = envs.find((e) => e.key === "API_URL");
+await op("editProjectEnv", () =>
+  vercel.projects.editProjectEnv({
+    idOrName: projectId,
+    id: apiUrl?.id ?? "missing",
+    requestBody: { value: "https://api3.example.invalid", comment: "steward:fp=abe;at=3" },
+  }),
+);
+await op("removeProjectEnv", () =>
+  vercel.projects.removeProjectEnv({ idOrName: projectId, id: apiUrl?.id ?? "missing" }),
+);
+
+// code: build staged, wait, list by sha, promote, a second build, roll back, redeploy
+const build = (digit) =>
+  vercel.deployments.createDeployment({
+    forceNew: "1",
+    requestBody: {
+      name: observed.name,
+      project: projectId,
+      target: "production",
+      gitSource: { type: "github", repoId, ref: "main", sha: sha(digit) },
+      meta: { deployedBy: "steward" },
+    },
+  });
+const first = await op("createDeployment (git source)", () => build("a"));
+const firstReady = first && (await op("getDeployment", () => waitReady(first.id)));
+await op("getDeployments (project, target, sha)", () =>
+  vercel.deployments.getDeployments({
+    projectId,
+    target: "production",
+    sha: sha("a"),
+    limit: 100,
+  }),
+);
+if (firstReady) {
+  await op("requestPromote", () =>
+    vercel.projects.requestPromote({ projectId, deploymentId: firstReady.id }),
+  );
+}
+const second = await op("createDeployment (second build)", () => build("b"));
+const secondReady = second && (await op("getDeployment (second)", () => waitReady(second.id)));
+if (secondReady) {
+  await op("requestPromote (second)", () =>
+    vercel.projects.requestPromote({ projectId, deploymentId: secondReady.id }),
+  );
+}
+await op("getProject (production and last alias request)", () =>
+  vercel.projects.getProject({ idOrName: projectId, rollbackInfo: true }),
+);
+if (firstReady) {
+  await op("requestRollback", () =>
+    vercel.projects.requestRollback({ projectId, deploymentId: firstReady.id }),
+  );
+}
+await op("getDeployments (rolled-back page)", () =>
+  vercel.deployments.getDeployments({ projectId, target: "production", limit: 100 }),
+);
+if (firstReady) {
+  await op("createDeployment (redeploy)", () =>
+    vercel.deployments.createDeployment({
+      forceNew: "1",
+      requestBody: {
+        name: observed.name,
+        deploymentId: firstReady.id,
+        target: "production",
+        meta: { action: "redeploy", deployedBy: "steward" },
+      },
+    }),
+  );
+}
+
+// emergency stop: pause and unpause the project
+await op("pauseProject", () => vercel.projects.pauseProject({ projectId }));
+await op("getProject (paused)", () => vercel.projects.getProject({ idOrName: projectId }));
+await op("unpauseProject", () => vercel.projects.unpauseProject({ projectId }));
+
+process.exit(failures === 0 ? 0 : 1);
