@@ -169,3 +169,39 @@ async fn restore_with_pause_traffic_unpauses_again_when_the_restore_fails_and_ke
         "no refused restore ran"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_with_pause_traffic_pauses_restores_verifies_and_serves_again() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    world.setup(&["backup", "shop"]);
+    wait_serving(&world).await;
+
+    let restore = world.steward(&[
+        "restore",
+        "shop",
+        "--backup",
+        "latest",
+        "--yes",
+        "--pause-traffic",
+    ]);
+    assert_exit(&restore, 0);
+    let out = stdout(&restore);
+    let paused_at = out.find("paused:").expect("the pause is reported");
+    let restored_at = out
+        .find("restored backup")
+        .expect("the restore is reported");
+    let verified_at = out
+        .find("verify shop")
+        .expect("the verification is reported");
+    let unpaused_at = out.find("unpaused").expect("the unpause is reported");
+    assert!(
+        paused_at < restored_at && restored_at < verified_at && verified_at < unpaused_at,
+        "pause, restore, verify, unpause, in that order:\n{out}"
+    );
+    assert!(!paused(&world));
+    assert_eq!(production_status(&world).await, 200);
+    assert_eq!(events(&world, "restore").await.len(), 1);
+    assert_eq!(events(&world, "unpause").await.len(), 1);
+}
