@@ -84,6 +84,18 @@ async fn pause_stops_every_request_with_503_and_unpause_serves_again_both_on_rec
     assert!(paused(&world));
     assert_eq!(production_status(&world).await, 503);
 
+    // A release due while paused waits: its checks could only see 503.
+    world.write_client(common::fleet::SHA2, "2024_11_18_001", "info", "");
+    let held = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&held, 3);
+    let said = format!("{}{}", stdout(&held), stderr(&held));
+    assert!(said.contains("steward unpause shop"), "{said}");
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(common::fleet::SHA1),
+        "nothing was deployed while paused"
+    );
+
     let status = world.steward(&["status", "shop"]);
     assert!(
         stdout(&status).contains("paused"),

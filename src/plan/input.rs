@@ -98,6 +98,9 @@ pub struct BackupObserved {
 pub struct CodeObserved {
     /// The deployment serving production now.
     pub production: Option<Deployment>,
+    /// The project is paused (`steward pause`): it serves no traffic, so nothing can be
+    /// checked on it and no update starts until it is unpaused.
+    pub paused: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

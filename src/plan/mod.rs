@@ -107,6 +107,10 @@ pub enum Hold {
     Wave {
         reason: String,
     },
+    /// The project is paused (`steward pause`): its health checks could only fail.
+    Paused {
+        client: String,
+    },
 }
 
 impl fmt::Display for Hold {
@@ -138,6 +142,10 @@ impl fmt::Display for Hold {
                 at.format("%Y-%m-%d %H:%M UTC")
             ),
             Hold::Wave { reason } => write!(f, "waiting for an earlier wave: {reason}"),
+            Hold::Paused { client } => write!(
+                f,
+                "traffic is paused (steward pause); updates wait for steward unpause {client}"
+            ),
         }
     }
 }
@@ -154,6 +162,7 @@ impl Hold {
                 Some(format!("steward apply {client} --plan-hash {plan_hash}"))
             }
             Hold::Failed { client, .. } => Some(format!("steward retry {client}")),
+            Hold::Paused { client } => Some(format!("steward unpause {client}")),
             Hold::Suspended | Hold::Wave { .. } => None,
         }
     }
@@ -619,6 +628,11 @@ pub fn plan(
                 step: failure.step.clone(),
                 error: failure.error.clone(),
                 at: failure.at,
+            });
+        }
+        if observed.code.paused {
+            holds.push(Hold::Paused {
+                client: config.name.clone(),
             });
         }
         if let Some(reason) = &ctx.wave_blocked {

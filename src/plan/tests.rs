@@ -129,6 +129,7 @@ fn converged() -> (Desired, Observed) {
                 sha: Some(NEW_SHA.to_owned()),
                 url: None,
             }),
+            paused: false,
         },
         env: vec![
             seen("LOG_LEVEL", "fp-info", false),
@@ -371,6 +372,27 @@ fn an_urgent_change_bypasses_the_window() {
         "{:?}",
         plan.notes
     );
+}
+
+#[test]
+fn a_paused_client_holds_until_it_is_unpaused_and_says_how() {
+    let (desired, mut observed) = converged();
+    observed.code.production.as_mut().expect("prod").sha = Some(OLD_SHA.to_owned());
+    observed.code.paused = true;
+    let plan = run(&desired, &observed);
+    let client = desired.config.name.clone();
+    assert_eq!(
+        plan.holds,
+        vec![Hold::Paused {
+            client: client.clone()
+        }]
+    );
+    assert_eq!(
+        plan.holds[0].command(),
+        Some(format!("steward unpause {client}"))
+    );
+    observed.code.paused = false;
+    assert!(run(&desired, &observed).holds.is_empty());
 }
 
 #[test]

@@ -39,6 +39,7 @@ pub async fn observe(client: &VercelClient, project: &str) -> Result<Observation
             sha: d.sha().map(str::to_owned),
             url: d.url.clone(),
         }),
+        paused: project.paused.unwrap_or(false),
     };
     let env = project
         .env
