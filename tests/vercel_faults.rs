@@ -57,22 +57,32 @@ async fn a_500_on_promote_is_retried_and_when_it_persists_production_is_unchange
     let out = world.steward(&["apply", "shop", "--yes"]);
     assert_exit(&out, 0);
     assert_eq!(world.production_sha().as_deref(), Some(SHA2));
-    // A persistent 500: a clear error, and production stays where it was.
+    // A persistent 500: Vercel's fault, not the release's. A clear error, the run is
+    // interrupted (exit 2) rather than failed, and production stays where it was.
     world.emulator.update_faults(|f| {
         f.errors = 1000;
         f.error_path = "/promote/".to_owned();
     });
     world.write_client(SHA1, "2024_11_18_001", "info", "");
     let out = world.steward(&["apply", "shop", "--yes"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_exit(&out, 2);
     assert!(
-        stdout(&out).contains("FAILED at promote")
-            && stdout(&out).contains("internal_server_error"),
+        stdout(&out).contains("interrupted: transient:")
+            && stdout(&out).contains("internal_server_error")
+            && stdout(&out).contains("during promote"),
         "{}",
         stdout(&out)
     );
     world.emulator.update_faults(|f| f.errors = 0);
     assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    // Not held as a failed release: the plan runs again without `steward retry`.
+    let plan = world.steward(&["plan", "shop"]);
+    assert_exit(&plan, 0);
+    assert!(
+        !stdout(&plan).contains("failed at") && !stdout(&plan).contains("steward retry"),
+        "{}",
+        stdout(&plan)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

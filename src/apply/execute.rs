@@ -46,6 +46,9 @@ pub struct Runner {
     /// Called with every first look at the client, converged or not.
     pub on_observed: Option<OnObserved>,
     pub wave_blocked: Option<String>,
+    /// How many times a step that failed for a transient reason is tried again before
+    /// the run ends Interrupted.
+    pub transient_retries: usize,
     /// A Vercel client to share across runs (its connection pool with it); built from the
     /// fleet when absent.
     pub vercel: Option<vercel::VercelClient>,
@@ -76,6 +79,7 @@ impl Runner {
             on_start: None,
             on_observed: None,
             wave_blocked: None,
+            transient_retries: 2,
             vercel: None,
             schema_cache: None,
         }
@@ -113,8 +117,9 @@ pub enum Outcome {
         undo: UndoPlan,
         undo_errors: Vec<String>,
     },
-    /// Shutdown arrived, or the maintenance window closed, between steps; the next run
-    /// picks up from what is live.
+    /// Shutdown arrived, or the maintenance window closed, between steps, or a step kept
+    /// failing for a transient reason (`why` starts "transient: "): nothing was undone and
+    /// the client is not Failed; the next run picks up from what is live.
     Interrupted {
         plan: Plan,
         after: String,
@@ -269,10 +274,7 @@ async fn run_steps(
         }
         notify(step, StepEvent::Started);
         let started = Instant::now();
-        let mut result = match steps::check_guard(&ctx, step, session).await {
-            Ok(()) => steps::run_step(&ctx, session, step, &mut scratch).await,
-            Err(err) => Err(err),
-        };
+        let mut result = attempt(&ctx, session, step, &mut scratch).await;
         let took = started.elapsed();
         if result.is_ok() {
             let mut e = event(runner, plan, step.kind(), EventKind::Succeeded);
@@ -282,13 +284,38 @@ async fn run_steps(
             // the undo below puts it back.
             if let Err(err) = write(session, &e).await {
                 completed.push(step.clone());
-                result = Err(StepError::Record(err));
+                result = Err(StepError::Unrecorded(err));
             }
         }
         match result {
             Ok(()) => {
                 notify(step, StepEvent::Succeeded(took));
                 completed.push(step.clone());
+            }
+            Err(err) if err.class() == ErrorClass::Transient => {
+                // Not the release's fault: nothing is undone and the client is not
+                // Failed; the next run plans again from what is live.
+                let message = err.to_string();
+                notify(step, StepEvent::Failed(message.clone()));
+                let after = completed.last().map_or("start", Step::kind).to_owned();
+                let mut e = event(runner, plan, step.kind(), EventKind::Interrupted);
+                e.duration_ms = Some(took.as_millis() as i64);
+                e.error = Some(message.clone());
+                describe(&mut e, step, &scratch);
+                let mut record_errors = Vec::new();
+                keep(write(session, &e).await, &mut record_errors);
+                let why = format!("transient: {message} (during {})", step.kind());
+                let mut e = event(runner, plan, "apply", EventKind::Manual);
+                e.error = Some(message);
+                e.detail = Some(format!(
+                    "interrupted: {why} after {after}; nothing was undone; the next run continues from what is live"
+                ));
+                keep(write(session, &e).await, &mut record_errors);
+                return Ok(Outcome::Interrupted {
+                    plan: plan.clone(),
+                    after,
+                    why,
+                });
             }
             Err(err) => {
                 let class = err.class();
@@ -354,6 +381,45 @@ async fn run_steps(
         }
     }
     Ok(Outcome::Applied(plan.clone()))
+}
+
+/// Check the step's guard and run it; a transient failure is tried again, with backoff,
+/// up to the runner's `transient_retries` (the guard again too: the world may have moved
+/// while the step waited). Shutdown stops the retries.
+async fn attempt(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    step: &Step,
+    scratch: &mut Scratch,
+) -> Result<(), StepError> {
+    let mut backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(Duration::from_secs(10))
+        .with_max_times(ctx.runner.transient_retries)
+        .with_jitter()
+        .build();
+    loop {
+        let result = match steps::check_guard(ctx, step, session).await {
+            Ok(()) => steps::run_step(ctx, session, step, scratch).await,
+            Err(err) => Err(err),
+        };
+        match result {
+            Err(err) if err.class() == ErrorClass::Transient && !ctx.runner.stopping() => {
+                let Some(after) = backoff.next() else {
+                    return Err(err);
+                };
+                tracing::warn!(
+                    client = %ctx.client.config.name,
+                    step = step.kind(),
+                    error = %err,
+                    retry_in_ms = after.as_millis() as u64,
+                    "transient failure; trying the step again"
+                );
+                tokio::time::sleep(after).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Append one event, trying a few times: a record that cannot be written is a failure to

@@ -32,6 +32,9 @@ pub enum EventKind {
     Retry,
     /// An operator action outside a plan (rollback, restore, repair).
     Manual,
+    /// A step that kept failing for a transient reason: the run stopped there, nothing
+    /// undone.
+    Interrupted,
 }
 
 impl EventKind {
@@ -45,6 +48,7 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Retry => "retry",
             EventKind::Manual => "manual",
+            EventKind::Interrupted => "interrupted",
         }
     }
 }

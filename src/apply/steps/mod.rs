@@ -63,6 +63,10 @@ pub enum StepError {
     Bake(#[source] VercelError),
     #[error(transparent)]
     Record(#[from] RecordError),
+    /// The step ran but its record could not be written: it is undone like a failure,
+    /// since a change nobody can see in the history must not stay.
+    #[error("the step ran but its update record could not be written: {0}")]
+    Unrecorded(#[source] RecordError),
     /// A verify check returned false.
     #[error("verify failed: {0}")]
     Verify(String),
@@ -86,7 +90,7 @@ impl StepError {
             StepError::Record(RecordError::Database(err)) if sqlx_transient(err) => {
                 ErrorClass::Transient
             }
-            StepError::Record(_) => ErrorClass::Failed,
+            StepError::Record(_) | StepError::Unrecorded(_) => ErrorClass::Failed,
             StepError::Verify(_) | StepError::Missing(_) | StepError::Undo(_) => ErrorClass::Failed,
         }
     }
