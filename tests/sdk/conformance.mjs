@@ -205,7 +205,16 @@ if (firstReady) {
 
 // emergency stop: pause and unpause the project
 await op("pauseProject", () => vercel.projects.pauseProject({ projectId }));
-await op("getProject (paused)", () => vercel.projects.getProject({ idOrName: projectId }));
+await op("getProject (paused)", async () => {
+  const p = await vercel.projects.getProject({ idOrName: projectId });
+  if (p.paused !== true) throw new Error(`paused is ${p.paused} after pauseProject`);
+  return p;
+});
 await op("unpauseProject", () => vercel.projects.unpauseProject({ projectId }));
+await op("getProject (unpaused)", async () => {
+  const p = await vercel.projects.getProject({ idOrName: projectId });
+  if (p.paused !== false) throw new Error(`paused is ${p.paused} after unpauseProject`);
+  return p;
+});
 
 process.exit(failures === 0 ? 0 : 1);
