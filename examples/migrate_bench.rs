@@ -345,7 +345,7 @@ async fn rehearsal_side_by_side(
         .await
         .expect("adopt");
     session.close().await;
-    let backups = dir.join("backups");
+    let backups = postgres::backup::Store::keep_all(dir.join("backups"));
     let info = postgres::backup::take("bench", &url, &backups, None)
         .await
         .expect("backup");

@@ -210,9 +210,9 @@ fn watch_fleet(dir: &Path, tx: mpsc::Sender<()>) -> Option<notify::RecommendedWa
     let migrations = fleet
         .as_ref()
         .and_then(|f| std::fs::canonicalize(&f.migrations_dir).ok());
-    let backups = fleet
-        .as_ref()
-        .map(|f| std::fs::canonicalize(&f.backups_dir).unwrap_or_else(|_| f.backups_dir.clone()));
+    let backups = fleet.as_ref().map(|f| {
+        std::fs::canonicalize(&f.backups_dir).unwrap_or_else(|_| f.backups_dir.dir.clone())
+    });
     let (watched_dir, watched_link) = (resolved.clone(), link.clone());
     let watched_migrations = migrations.clone();
     let relevant = move |path: &Path| {

@@ -25,7 +25,7 @@ pub struct Fleet {
     pub file: PathBuf,
     pub manifest: FleetManifest,
     pub migrations_dir: PathBuf,
-    pub backups_dir: PathBuf,
+    pub backups_dir: crate::postgres::backup::Store,
     pub catalog: Catalog,
     pub clients: BTreeMap<String, Client>,
 }
@@ -359,7 +359,10 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
         }
     }
 
-    let backups_dir = backups_dir(dir, &manifest, &fleet_file, &fleet_parsed, &mut diagnostics);
+    let backups_dir = crate::postgres::backup::Store {
+        dir: backups_dir(dir, &manifest, &fleet_file, &fleet_parsed, &mut diagnostics),
+        keep: manifest.spec.backups.keep,
+    };
     let fleet = Fleet {
         dir: dir.to_path_buf(),
         file: fleet_file,

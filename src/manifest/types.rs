@@ -145,6 +145,40 @@ pub struct BackupsSpec {
     /// `$XDG_STATE_HOME/steward/backups/<fleet name>` (`~/.local/state/...` when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// Retention, applied after each successful backup: a backup stays while it is among
+    /// the newest `last` or younger than `days`; the newest is never removed. Default
+    /// `{last: 10, days: 30}`.
+    #[serde(default)]
+    pub keep: KeepSpec,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KeepSpec {
+    /// How many of the newest backups always stay (at least 1).
+    #[serde(default = "default_keep_last")]
+    #[schemars(range(min = 1))]
+    pub last: u32,
+    /// Backups younger than this many days stay too.
+    #[serde(default = "default_keep_days")]
+    pub days: u32,
+}
+
+impl Default for KeepSpec {
+    fn default() -> Self {
+        KeepSpec {
+            last: default_keep_last(),
+            days: default_keep_days(),
+        }
+    }
+}
+
+fn default_keep_last() -> u32 {
+    10
+}
+
+fn default_keep_days() -> u32 {
+    30
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]

@@ -13,8 +13,44 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::PgError;
+use crate::manifest::KeepSpec;
 use crate::migrations::Version;
 use crate::secret::Secret;
+
+/// Where a fleet's backups live (one folder per client) and how many are kept. It reads
+/// as the folder's path wherever a path is wanted.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dir: PathBuf,
+    pub keep: KeepSpec,
+}
+
+impl Store {
+    /// A store that keeps everything (benchmarks, tools).
+    pub fn keep_all(dir: PathBuf) -> Store {
+        Store {
+            dir,
+            keep: KeepSpec {
+                last: u32::MAX,
+                days: u32::MAX,
+            },
+        }
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl AsRef<Path> for Store {
+    fn as_ref(&self) -> &Path {
+        &self.dir
+    }
+}
 
 /// The sidecar written next to each dump.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,10 +208,10 @@ async fn run(client: &str, mut command: Command, what: &str) -> Result<(), PgErr
 pub async fn take(
     client: &str,
     url: &Secret,
-    dir: &Path,
+    store: &Store,
     version: Option<&Version>,
 ) -> Result<BackupInfo, PgError> {
-    let folder = private_folder(client, dir)?;
+    let folder = private_folder(client, store)?;
     sweep_partials(&folder);
     let created_at = Utc::now();
     let id = created_at.format("%Y%m%dT%H%M%S%.3fZ").to_string();
@@ -229,7 +265,34 @@ pub async fn take(
         let _ = std::fs::remove_file(&file);
         return Err(e);
     }
+    for old in prune(client, store, Utc::now())? {
+        tracing::info!(client, backup = %old.id, "backup removed by spec.backups.keep");
+    }
     Ok(info)
+}
+
+/// Apply `spec.backups.keep` to one client's folder: remove each backup that is neither
+/// among the newest `last` nor younger than `days`. The newest always stays: it is the one
+/// a run in progress, or its undo, would restore. Returns what was removed.
+pub fn prune(client: &str, store: &Store, now: DateTime<Utc>) -> Result<Vec<BackupInfo>, PgError> {
+    let last = usize::try_from(store.keep.last.max(1)).unwrap_or(usize::MAX);
+    let young = chrono::Duration::days(i64::from(store.keep.days));
+    let folder = store.join(client);
+    let mut removed = Vec::new();
+    for (i, info) in list(client, store)?.into_iter().enumerate() {
+        if i < last || now.signed_duration_since(info.created_at) < young {
+            continue;
+        }
+        for file in [
+            folder.join(&info.file),
+            folder.join(format!("{}.json", info.id)),
+        ] {
+            std::fs::remove_file(&file)
+                .map_err(|e| err(client, format!("cannot remove {}: {e}", file.display())))?;
+        }
+        removed.push(info);
+    }
+    Ok(removed)
 }
 
 /// The client's backups folder, created 0700 and tightened to 0700 if it already exists.
@@ -545,5 +608,61 @@ mod tests {
             None
         );
         assert_eq!(parse_identity("SET x = 1;\n"), None);
+    }
+
+    /// Sidecar and dump files for backups taken `ages` days before `now`.
+    fn folder_with(ages: &[i64], now: DateTime<Utc>) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let folder = dir.path().join("shop");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        for (i, age) in ages.iter().enumerate() {
+            let info = BackupInfo {
+                id: format!("b{i}"),
+                client: "shop".into(),
+                schema_version: None,
+                sha256: String::new(),
+                size: 0,
+                created_at: now - chrono::Duration::days(*age),
+                pg_dump_version: String::new(),
+                file: format!("b{i}.dump"),
+            };
+            std::fs::write(folder.join(&info.file), b"dump").expect("dump");
+            write_sidecar("shop", &folder, &info).expect("sidecar");
+        }
+        let store = Store {
+            dir: dir.path().to_path_buf(),
+            keep: KeepSpec { last: 2, days: 7 },
+        };
+        (dir, store)
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_few_and_the_recent_and_removes_the_rest() {
+        let now = Utc::now();
+        // b0 is 1 day old, b1 3 days, b2 10 days, b3 40 days, b4 90 days.
+        let (_dir, store) = folder_with(&[1, 3, 10, 40, 90], now);
+        let removed: Vec<String> = prune("shop", &store, now)
+            .expect("prune")
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(removed, ["b2", "b3", "b4"]);
+        let kept: Vec<String> = list("shop", &store)
+            .expect("list")
+            .into_iter()
+            .map(|b| b.id)
+            .collect();
+        assert_eq!(kept, ["b0", "b1"]);
+        assert!(!store.join("shop/b3.dump").exists() && !store.join("shop/b3.json").exists());
+    }
+
+    #[test]
+    fn the_newest_backup_stays_however_old_it_is() {
+        let now = Utc::now();
+        let (_dir, mut store) = folder_with(&[400, 500], now);
+        store.keep = KeepSpec { last: 0, days: 0 };
+        let removed = prune("shop", &store, now).expect("prune");
+        assert_eq!(removed.len(), 1);
+        assert_eq!(list("shop", &store).expect("list")[0].id, "b0");
     }
 }
