@@ -105,7 +105,7 @@ async fn a_database_at_a_version_not_on_disk_is_refused() {
     assert_eq!(out.status.code(), Some(3));
     assert!(
         stderr(&out)
-            .contains("version 2030_01_01_001 applied, which is not in the migrations folder"),
+            .contains("the database is at 2030_01_01_001, which is not in the migrations folder"),
         "{}",
         stderr(&out)
     );
@@ -245,14 +245,16 @@ async fn a_crash_inside_a_no_transaction_migration_blocks_preflight_until_repair
     let pre = fleet.run(&["preflight", "shop"]);
     assert_eq!(pre.status.code(), Some(3));
     assert!(
-        stdout(&pre).contains("FAIL no interrupted migration: 2024_01_02_001 is in_progress"),
+        stdout(&pre).contains(
+            "FAIL no interrupted migration: migration 2024_01_02_001 is `in_progress` after an interrupted run"
+        ),
         "{}",
         stdout(&pre)
     );
     let blocked = fleet.run(&["migrate", "shop"]);
     assert_eq!(blocked.status.code(), Some(3));
     assert!(
-        stderr(&blocked).contains("steward repair"),
+        stderr(&blocked).contains("steward repair shop --version 2024_01_02_001"),
         "{}",
         stderr(&blocked)
     );

@@ -8,7 +8,7 @@ use crate::cli::ClientArgs;
 use crate::exit::Exit;
 use crate::manifest::{BackupPolicy, Client, DriftPolicy};
 use crate::output::Printer;
-use crate::plan::{IdentityObserved, drift};
+use crate::plan::{self, IdentityObserved, drift};
 use crate::postgres::{self, SchemaState, backup};
 
 pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
@@ -45,55 +45,38 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
                     }
                 };
                 checks.push(("identity matches".to_owned(), ok, detail));
-                let unfinished: Vec<String> = state
-                    .rows
-                    .iter()
-                    .filter(|r| r.status == "failed" || r.status == "in_progress")
-                    .map(|r| format!("{} is {}", r.version, r.status))
-                    .collect();
-                checks.push((
-                    "no interrupted migration".to_owned(),
-                    unfinished.is_empty(),
-                    if unfinished.is_empty() {
-                        "none".to_owned()
+                // The same judge as plan and the migration runner, in the same words.
+                let observed = state.to_observed();
+                let blocks = plan::row_blocks(
+                    &name,
+                    &fleet.catalog,
+                    &observed.applied,
+                    &observed.unfinished,
+                );
+                let said = |keep: fn(&plan::Block) -> bool, fine: &str| {
+                    let found: Vec<String> = blocks
+                        .iter()
+                        .filter(|b| keep(b))
+                        .map(ToString::to_string)
+                        .collect();
+                    if found.is_empty() {
+                        (true, fine.to_owned())
                     } else {
-                        format!("{}; run `steward repair`", unfinished.join(", "))
-                    },
-                ));
-                let mut mismatched = Vec::new();
-                let mut missing = Vec::new();
-                for row in state.rows.iter().filter(|r| r.status == "applied") {
-                    match fleet.catalog.get(&row.version) {
-                        None => missing.push(row.version.to_string()),
-                        Some(m) if row.checksum.as_ref().is_some_and(|c| *c != m.up.checksum) => {
-                            mismatched.push(format!(
-                                "{} (recorded {}, file {})",
-                                row.version,
-                                row.checksum.as_deref().unwrap_or(""),
-                                m.up.checksum
-                            ));
-                        }
-                        Some(_) => {}
+                        (false, found.join("; "))
                     }
-                }
-                checks.push((
-                    "applied migrations unchanged".to_owned(),
-                    mismatched.is_empty(),
-                    if mismatched.is_empty() {
-                        "checksums match".to_owned()
-                    } else {
-                        format!("edited: {}", mismatched.join(", "))
-                    },
-                ));
-                checks.push((
-                    "applied versions on disk".to_owned(),
-                    missing.is_empty(),
-                    if missing.is_empty() {
-                        "all present".to_owned()
-                    } else {
-                        format!("missing: {}", missing.join(", "))
-                    },
-                ));
+                };
+                let (ok, detail) = said(|b| matches!(b, plan::Block::Unfinished { .. }), "none");
+                checks.push(("no interrupted migration".to_owned(), ok, detail));
+                let (ok, detail) = said(
+                    |b| matches!(b, plan::Block::ChecksumMismatch { .. }),
+                    "checksums match",
+                );
+                checks.push(("applied migrations unchanged".to_owned(), ok, detail));
+                let (ok, detail) = said(
+                    |b| matches!(b, plan::Block::UnknownVersion { .. }),
+                    "all present",
+                );
+                checks.push(("applied versions on disk".to_owned(), ok, detail));
                 checks.push(schema_as_recorded(&client, &state));
                 if client.config.policy.backup == BackupPolicy::Required {
                     let backups = backup::list(&name, &fleet.backups_dir)?;

@@ -174,7 +174,11 @@ pub enum Block {
     /// The database is not this client's (or not adopted).
     Identity { reason: String },
     /// A crash left a migration `failed` or `in_progress`.
-    Unfinished { version: Version, status: String },
+    Unfinished {
+        client: String,
+        version: Version,
+        status: String,
+    },
     /// An applied migration's file changed since it ran.
     ChecksumMismatch {
         version: Version,
@@ -208,9 +212,13 @@ impl fmt::Display for Block {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Block::Identity { reason } => write!(f, "wrong database: {reason}"),
-            Block::Unfinished { version, status } => write!(
+            Block::Unfinished {
+                client,
+                version,
+                status,
+            } => write!(
                 f,
-                "migration {version} is `{status}` after an interrupted run; inspect it, then `steward repair --version {version} --mark applied|rolled-back`"
+                "migration {version} is `{status}` after an interrupted run; inspect the database, then `steward repair {client} --version {version} --mark applied|rolled-back`"
             ),
             Block::ChecksumMismatch {
                 version,
@@ -346,27 +354,12 @@ pub fn plan(
             reason: format!("its identity is {found}, but the manifest pins {pinned}"),
         }),
     }
-    for (version, status) in &schema.unfinished {
-        blocks.push(Block::Unfinished {
-            version: version.clone(),
-            status: status.clone(),
-        });
-    }
-    for (version, recorded) in &schema.applied {
-        match (catalog.get(version), recorded) {
-            (None, _) => blocks.push(Block::UnknownVersion {
-                version: version.clone(),
-            }),
-            (Some(m), Some(recorded)) if *recorded != m.up.checksum => {
-                blocks.push(Block::ChecksumMismatch {
-                    version: version.clone(),
-                    recorded: recorded.clone(),
-                    on_disk: m.up.checksum.clone(),
-                })
-            }
-            _ => {}
-        }
-    }
+    blocks.extend(row_blocks(
+        &config.name,
+        catalog,
+        &schema.applied,
+        &schema.unfinished,
+    ));
 
     let drift_changes = drift::changes(schema.drift.as_ref());
     if !drift_changes.is_empty() {
@@ -686,6 +679,42 @@ pub fn release(desired: &Desired, catalog: &Catalog) -> String {
     });
     let digest = Sha256::digest(input.to_string().as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// What the recorded rows forbid, for every write: a `failed` or `in_progress` row (a
+/// crash), an applied version missing from the folder, an applied migration edited since
+/// it ran. The one judge of these, used by `plan`, `preflight` and the migration runner
+/// under its lock (`postgres::path::check_rows`), so they refuse in the same words.
+pub fn row_blocks(
+    client: &str,
+    catalog: &Catalog,
+    applied: &[(Version, Option<String>)],
+    unfinished: &[(Version, String)],
+) -> Vec<Block> {
+    let mut blocks: Vec<Block> = unfinished
+        .iter()
+        .map(|(version, status)| Block::Unfinished {
+            client: client.to_owned(),
+            version: version.clone(),
+            status: status.clone(),
+        })
+        .collect();
+    for (version, recorded) in applied {
+        match (catalog.get(version), recorded) {
+            (None, _) => blocks.push(Block::UnknownVersion {
+                version: version.clone(),
+            }),
+            (Some(m), Some(recorded)) if *recorded != m.up.checksum => {
+                blocks.push(Block::ChecksumMismatch {
+                    version: version.clone(),
+                    recorded: recorded.clone(),
+                    on_disk: m.up.checksum.clone(),
+                })
+            }
+            _ => {}
+        }
+    }
+    blocks
 }
 
 /// A stable hash: the client, the steps (which embed versions, shas, env fingerprints and

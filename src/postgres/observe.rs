@@ -29,24 +29,12 @@ pub struct SchemaState {
 
 impl SchemaState {
     pub fn to_observed(&self) -> SchemaObserved {
+        let (applied, unfinished) = versions::split(&self.rows);
         SchemaObserved {
             identity: self.identity.clone(),
             current: self.current.clone(),
-            applied: self
-                .rows
-                .iter()
-                .filter(|r| r.status == versions::Status::Applied.as_str())
-                .map(|r| (r.version.clone(), r.checksum.clone()))
-                .collect(),
-            unfinished: self
-                .rows
-                .iter()
-                .filter(|r| {
-                    r.status == versions::Status::Failed.as_str()
-                        || r.status == versions::Status::InProgress.as_str()
-                })
-                .map(|r| (r.version.clone(), r.status.clone()))
-                .collect(),
+            applied,
+            unfinished,
             last_backup: None,
             drift: self.drift.clone(),
         }

@@ -59,46 +59,17 @@ impl RunPath<'_> {
 }
 
 /// The guards every write run passes first: no `failed` or `in_progress` row, no applied
-/// version missing on disk, no applied migration edited since it ran.
+/// version missing on disk, no applied migration edited since it ran. Judged by
+/// `plan::row_blocks`, so the refusal reads as the plan's block does.
 pub fn check_rows(client: &str, catalog: &Catalog, rows: &[Row]) -> Result<(), PgError> {
-    for row in rows {
-        if row.status == Status::Failed.as_str() || row.status == Status::InProgress.as_str() {
-            return Err(PgError::refused(
-                client,
-                format!(
-                    "migration {} is `{}` after an interrupted run; inspect the database, then `steward repair {client} --version {} --mark applied|rolled-back`",
-                    row.version, row.status, row.version
-                ),
-            ));
-        }
-        if row.status != Status::Applied.as_str() {
-            continue;
-        }
-        let Some(migration) = catalog.get(&row.version) else {
-            return Err(PgError::refused(
-                client,
-                format!(
-                    "the database has version {} applied, which is not in the migrations folder {}",
-                    row.version,
-                    catalog.dir.display()
-                ),
-            ));
-        };
-        if let Some(recorded) = &row.checksum
-            && *recorded != migration.up.checksum
-        {
-            return Err(PgError::refused(
-                client,
-                format!(
-                    "applied migration {} was edited since it ran: recorded checksum {recorded}, {} now has {}; never edit an applied migration, add a new one",
-                    row.version,
-                    migration.up.path.display(),
-                    migration.up.checksum
-                ),
-            ));
-        }
+    let (applied, unfinished) = versions::split(rows);
+    match crate::plan::row_blocks(client, catalog, &applied, &unfinished)
+        .into_iter()
+        .next()
+    {
+        Some(block) => Err(PgError::refused(client, block.to_string())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// The run that brings the database from its recorded rows to `to`, up or down.

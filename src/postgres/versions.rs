@@ -111,6 +111,23 @@ pub async fn latest_rows(conn: &mut PgConnection, client: &str) -> Result<Vec<Ro
 }
 
 /// The highest version whose latest row is `applied`.
+/// The rows the guards look at: applied versions with their recorded checksums, and the
+/// versions a crash left `failed` or `in_progress`.
+#[allow(clippy::type_complexity)]
+pub fn split(rows: &[Row]) -> (Vec<(Version, Option<String>)>, Vec<(Version, String)>) {
+    let applied = rows
+        .iter()
+        .filter(|r| r.status == Status::Applied.as_str())
+        .map(|r| (r.version.clone(), r.checksum.clone()))
+        .collect();
+    let unfinished = rows
+        .iter()
+        .filter(|r| r.status == Status::Failed.as_str() || r.status == Status::InProgress.as_str())
+        .map(|r| (r.version.clone(), r.status.clone()))
+        .collect();
+    (applied, unfinished)
+}
+
 pub fn current(rows: &[Row]) -> Option<Version> {
     rows.iter()
         .filter(|r| r.status == Status::Applied.as_str())
