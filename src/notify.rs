@@ -337,6 +337,7 @@ mod tests {
             notes: vec![],
             rehearsal: None,
             drift: vec![],
+            interrupted: None,
             hash: "0123456789abcdef".into(),
             release: "fedcba9876543210".into(),
         }

@@ -105,7 +105,13 @@ pub fn of_plan(plan: &Plan) -> Standing {
             Phase::Holding,
             joined(plan.holds.iter().map(ToString::to_string).collect()),
         ),
-        Outcome::Changes => Standing::new(Phase::Pending, pending_steps(plan)),
+        Outcome::Changes => Standing::new(
+            Phase::Pending,
+            match &plan.interrupted {
+                Some(interrupted) => format!("{interrupted}; {}", pending_steps(plan)),
+                None => pending_steps(plan),
+            },
+        ),
     }
 }
 

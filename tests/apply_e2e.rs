@@ -500,7 +500,7 @@ async fn two_applies_at_once_on_one_client_never_both_run_the_plan() {
         .count();
     let deploys = recorded
         .iter()
-        .filter(|(step, ..)| step == "deploy")
+        .filter(|(step, outcome, _)| step == "deploy" && outcome == "succeeded")
         .count();
     assert_eq!(
         (started, deploys),

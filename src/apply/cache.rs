@@ -143,6 +143,7 @@ mod tests {
             rows: vec![],
             drift: None,
             has_reference: false,
+            interrupted: None,
         }
     }
 

@@ -273,6 +273,14 @@ async fn run_steps(
             });
         }
         notify(step, StepEvent::Started);
+        // Intent before action: if the process dies during the step, the next look sees
+        // an intent with no outcome and knows where it stopped (and what undoes it).
+        if !matches!(step, Step::Record) {
+            let mut e = event(runner, plan, step.kind(), EventKind::Intent);
+            describe(&mut e, step, &scratch);
+            e.detail = Some(serde_json::json!({"step": step, "undo": step.undo()}).to_string());
+            write(session, &e).await?;
+        }
         let started = Instant::now();
         let mut result = attempt(&ctx, session, step, &mut scratch).await;
         let took = started.elapsed();
@@ -329,7 +337,13 @@ async fn run_steps(
                 e.error = Some(message.clone());
                 describe(&mut e, step, &scratch);
                 keep(write(session, &e).await, &mut record_errors);
-                let decision = undo::decide(&completed, client.config.policy.rollback);
+                // A rebake judges a promote made by an earlier run: its own undo puts that
+                // back, as a failed bake's promote is put back.
+                let mut done = completed.clone();
+                if matches!(step, Step::Rebake { .. }) && class == ErrorClass::Release {
+                    done.push(step.clone());
+                }
+                let decision = undo::decide(&done, client.config.policy.rollback);
                 let mut undo_errors = Vec::new();
                 for (kind, action) in &decision.run {
                     let result = steps::undo(&ctx, session, action, &scratch).await;
@@ -339,7 +353,7 @@ async fn run_steps(
                         undo_errors.push(format!("{kind}: {err}"));
                     }
                     keep(write(session, &e).await, &mut record_errors);
-                    if let Some(step) = completed.iter().find(|s| s.kind() == kind) {
+                    if let Some(step) = done.iter().find(|s| s.kind() == kind) {
                         notify(step, StepEvent::Undone);
                     }
                 }

@@ -227,6 +227,7 @@ pub async fn prepare(
         env: observation.env,
         failure,
         rehearsal,
+        interrupted: schema.interrupted.clone(),
     };
     let ctx = Context {
         now: Utc::now(),

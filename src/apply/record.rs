@@ -32,6 +32,9 @@ pub enum EventKind {
     Retry,
     /// An operator action outside a plan (rollback, restore, repair).
     Manual,
+    /// Written before a step starts, with the step and its undo: an intent with no
+    /// outcome after it means the process died during the step.
+    Intent,
     /// A step that kept failing for a transient reason: the run stopped there, nothing
     /// undone.
     Interrupted,
@@ -48,6 +51,7 @@ impl EventKind {
             EventKind::Completed => "completed",
             EventKind::Retry => "retry",
             EventKind::Manual => "manual",
+            EventKind::Intent => "intent",
             EventKind::Interrupted => "interrupted",
         }
     }
@@ -117,6 +121,8 @@ pub async fn append(conn: &mut PgConnection, event: &Event) -> Result<(), Record
 }
 
 /// Newest first. Reading works on a database without the table (nothing recorded yet).
+/// An intent is shown only while no outcome of its step follows it: the step that was
+/// running when the process died.
 pub async fn history(conn: &mut PgConnection, limit: u32) -> Result<Vec<Event>, RecordError> {
     if !table_exists(conn).await? {
         return Ok(Vec::new());
@@ -124,7 +130,10 @@ pub async fn history(conn: &mut PgConnection, limit: u32) -> Result<Vec<Event>, 
     let rows = sqlx::query(
         "SELECT at, client, fleet_revision, plan_hash, step, outcome, duration_ms, versions, env_keys, deployment_id, error, actor, detail,
                 to_jsonb(e) ->> 'release' AS release
-         FROM steward_events e ORDER BY at DESC, id DESC LIMIT $1",
+         FROM steward_events e
+         WHERE e.outcome <> 'intent'
+            OR NOT EXISTS (SELECT 1 FROM steward_events o WHERE o.id > e.id AND o.step = e.step AND o.outcome <> 'intent')
+         ORDER BY at DESC, id DESC LIMIT $1",
     )
     .bind(i64::from(limit))
     .fetch_all(&mut *conn)

@@ -41,6 +41,8 @@ pub struct Observed {
     /// The rehearsal of the pending migrations on a scratch copy (`policy.rehearse:
     /// required`), when migrations are pending.
     pub rehearsal: Option<super::Rehearsal>,
+    /// The newest run stopped half-way (its update record says so).
+    pub interrupted: Option<super::Interruption>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -6,6 +6,7 @@
 mod diff;
 pub mod drift;
 mod input;
+pub mod interrupted;
 pub mod markdown;
 pub mod rehearsal;
 pub mod render;
@@ -26,6 +27,7 @@ pub use input::{
     BackupObserved, CodeObserved, Context, Deployment, Desired, DesiredEnv, Failure,
     IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, SchemaObserved,
 };
+pub use interrupted::{Interruption, UnfinishedBake};
 pub use rehearsal::{LockMode, Rehearsal, RehearsalFailure};
 pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo};
 
@@ -60,6 +62,9 @@ pub struct Plan {
     /// `policy.drift: warn`, a warning).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<SchemaChange>,
+    /// The newest run stopped half-way (also in `notes`, in words). Not in the hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interruption>,
     /// sha256 over the steps and the inputs that matter, first 16 hex characters.
     pub hash: String,
     /// What the manifest asks for, whatever is live: see [`release`]. A failure is
@@ -538,6 +543,23 @@ pub fn plan(
         ]);
     }
 
+    // A bake that never finished on the build that is still production runs again (when
+    // nothing newer is about to replace it).
+    if let Some(interrupted) = &observed.interrupted {
+        notes.push(interrupted.to_string());
+        if let Some(bake) = &interrupted.unfinished_bake
+            && code_steps.is_empty()
+            && production.is_some_and(|p| p.id == bake.deployment)
+            && !policy.bake.is_zero()
+        {
+            code_steps.push(Step::Rebake {
+                deployment: bake.deployment.clone(),
+                previous: bake.previous.clone(),
+                duration: policy.bake,
+            });
+        }
+    }
+
     // Order: forward = schema before code (expand first); downgrade = code before schema.
     let mut steps = Vec::new();
     if !schema_steps.is_empty() || !code_steps.is_empty() {
@@ -645,6 +667,7 @@ pub fn plan(
         notes,
         rehearsal: observed.rehearsal.clone(),
         drift: drift_changes,
+        interrupted: observed.interrupted.clone(),
         hash,
         release,
     }

@@ -49,6 +49,15 @@ pub enum Step {
         #[serde(serialize_with = "as_duration")]
         duration: Duration,
     },
+    /// Health-check production again for a while: the bake of this deployment never
+    /// finished (the process died, or a transient failure stopped it). A failure undoes
+    /// that run's promote.
+    Rebake {
+        deployment: String,
+        previous: Option<String>,
+        #[serde(serialize_with = "as_duration")]
+        duration: Duration,
+    },
     /// Write the update record.
     Record,
 }
@@ -150,6 +159,9 @@ impl Step {
             Step::Promote { previous } => Guard::ProductionIs {
                 deployment: previous.clone(),
             },
+            Step::Rebake { deployment, .. } => Guard::ProductionIs {
+                deployment: Some(deployment.clone()),
+            },
         }
     }
 
@@ -163,7 +175,7 @@ impl Step {
             },
             Step::RestoreBackup { .. } => Undo::RestoreTakenBackup,
             Step::SetEnv { .. } => Undo::RestoreEnv,
-            Step::Promote { previous } => Undo::PromotePrevious {
+            Step::Promote { previous } | Step::Rebake { previous, .. } => Undo::PromotePrevious {
                 deployment: previous.clone(),
             },
             // Checks change nothing; a backup on disk and a build that never served are
@@ -194,6 +206,7 @@ impl Step {
             Step::HealthCheck { .. } => "health_check",
             Step::Promote { .. } => "promote",
             Step::Bake { .. } => "bake",
+            Step::Rebake { .. } => "rebake",
             Step::Record => "record",
         }
     }
@@ -209,6 +222,7 @@ impl Step {
                 | Step::WaitReady
                 | Step::HealthCheck { .. }
                 | Step::Bake { .. }
+                | Step::Rebake { .. }
                 | Step::Record
         )
     }
@@ -291,6 +305,15 @@ impl fmt::Display for Step {
             Step::Bake { duration: d } => write!(
                 f,
                 "bake: health-check production for {}",
+                duration::format(*d)
+            ),
+            Step::Rebake {
+                deployment,
+                duration: d,
+                ..
+            } => write!(
+                f,
+                "rebake: the bake of {deployment} never finished; health-check production for {}",
                 duration::format(*d)
             ),
             Step::Record => f.write_str("record: update record in steward_events"),

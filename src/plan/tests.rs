@@ -137,6 +137,7 @@ fn converged() -> (Desired, Observed) {
         ],
         failure: None,
         rehearsal: None,
+        interrupted: None,
     };
     (desired, observed)
 }
@@ -791,4 +792,45 @@ fn editing_a_pending_migration_after_review_changes_the_plan_hash() {
         reviewed.hash, now.hash,
         "the verify step runs every verify file up to the target"
     );
+}
+
+fn killed_during_bake(production: &str) -> Interruption {
+    Interruption {
+        step: "bake".to_owned(),
+        at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
+        died: true,
+        unfinished_bake: Some(UnfinishedBake {
+            deployment: production.to_owned(),
+            previous: Some("dpl_older".to_owned()),
+        }),
+    }
+}
+
+#[test]
+fn a_bake_that_never_finished_on_production_is_baked_again_and_the_plan_says_why() {
+    let (desired, mut observed) = converged();
+    observed.interrupted = Some(killed_during_bake("dpl_old"));
+    let p = run(&desired, &observed);
+    let kinds: Vec<&str> = p.steps.iter().map(Step::kind).collect();
+    assert_eq!(kinds, ["preflight", "rebake", "record"]);
+    assert_eq!(
+        p.steps[1].undo(),
+        Undo::PromotePrevious {
+            deployment: Some("dpl_older".to_owned())
+        }
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.starts_with("interrupted during bake at 2023-11-14")),
+        "{:?}",
+        p.notes
+    );
+}
+
+#[test]
+fn an_unfinished_bake_of_a_build_that_is_no_longer_production_is_not_baked() {
+    let (desired, mut observed) = converged();
+    observed.interrupted = Some(killed_during_bake("dpl_replaced"));
+    assert!(run(&desired, &observed).steps.is_empty());
 }

@@ -12,7 +12,8 @@ use super::identity::{Identity, judge};
 use super::{PgError, versions};
 use crate::manifest::DatabaseConfig;
 use crate::migrations::Version;
-use crate::plan::{Drift, Failure, IdentityObserved, SchemaObserved};
+use crate::plan::interrupted::{self, RunEvent};
+use crate::plan::{Drift, Failure, IdentityObserved, Interruption, SchemaObserved};
 use crate::secret::Secret;
 
 /// What is live in the schema, shaped for the planner.
@@ -25,6 +26,8 @@ pub struct SchemaState {
     pub drift: Option<Drift>,
     /// Whether a schema fingerprint was ever recorded (drift is unknown without one).
     pub has_reference: bool,
+    /// The newest apply run stopped half-way, as its update record tells.
+    pub interrupted: Option<Interruption>,
 }
 
 impl SchemaState {
@@ -102,6 +105,12 @@ pub async fn observe_on(
             "(SELECT 'event'::text, outcome, plan_hash, coalesce({release}, '') || chr(31) || coalesce(detail, '') || chr(31) || coalesce(error, ''), at FROM steward_events
               WHERE step = 'apply' AND outcome IN ('failed', 'rolled_back', 'completed', 'retry') ORDER BY at DESC, id DESC LIMIT 1)"
         ));
+        // Every event of the newest apply run, to see whether it finished: the id first,
+        // for order, then the deployment; the detail (JSON for an intent) last.
+        parts.push(
+            "(SELECT 'run'::text, step, outcome, id::text || chr(31) || coalesce(deployment_id, '') || chr(31) || coalesce(detail, ''), at FROM steward_events
+              WHERE id >= (SELECT coalesce(max(id), 0) FROM steward_events WHERE step = 'apply' AND outcome = 'started'))".to_owned(),
+        );
     }
     if has_reference {
         parts.push(super::drift::observation_part(has_versions));
@@ -110,6 +119,7 @@ pub async fn observe_on(
     let mut rows = Vec::new();
     let mut failure = None;
     let mut drift = None;
+    let mut run: Vec<(i64, RunEvent)> = Vec::new();
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
         for row in sqlx::query(AssertSqlSafe(sql))
@@ -145,6 +155,23 @@ pub async fn observe_on(
                 "schema" => {
                     drift = super::drift::drift_from_row(client, a, b, c.as_deref(), at)?;
                 }
+                "run" => {
+                    let text = c.unwrap_or_default();
+                    let mut fields = text.splitn(3, '\u{1f}');
+                    let id = fields.next().and_then(|id| id.parse().ok()).unwrap_or(0);
+                    let deployment = fields.next().filter(|d| !d.is_empty());
+                    let detail = fields.next().filter(|d| !d.is_empty());
+                    run.push((
+                        id,
+                        RunEvent {
+                            step: a.unwrap_or_default(),
+                            outcome: b.unwrap_or_default(),
+                            deployment: deployment.map(str::to_owned),
+                            detail: detail.map(str::to_owned),
+                            at: at.unwrap_or_default(),
+                        },
+                    ));
+                }
                 _ => {
                     let outcome = a.unwrap_or_default();
                     if matches!(outcome.as_str(), "failed" | "rolled_back") {
@@ -170,12 +197,15 @@ pub async fn observe_on(
         }
     }
     rows.sort_by(|x, y| x.version.cmp(&y.version));
+    run.sort_by_key(|(id, _)| *id);
+    let run: Vec<RunEvent> = run.into_iter().map(|(_, e)| e).collect();
     let state = SchemaState {
         identity: judge(identity.as_ref(), client, database.identity),
         current: versions::current(&rows),
         rows,
         drift,
         has_reference,
+        interrupted: interrupted::judge(&run),
     };
     Ok((state, failure))
 }

@@ -1,7 +1,7 @@
 //! Steps on the client's Vercel project: env, build, health check, promote, bake, and
 //! their undos.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Ctx, Scratch, StepError, bake_interval};
 use crate::plan::{Step, Undo};
@@ -71,18 +71,26 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         }
         Step::Bake { duration } => {
             let host = deployment_host(scratch)?;
-            let until = Instant::now() + *duration;
-            let every = bake_interval(*duration);
-            loop {
-                vercel::health::check(&host, health, routes)
-                    .await
-                    .map_err(StepError::Bake)?;
-                if Instant::now() >= until || ctx.runner.stopping() {
-                    break;
-                }
-                tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now())))
-                    .await;
-            }
+            bake(ctx, &host, *duration).await?;
+        }
+        Step::Rebake {
+            deployment,
+            duration,
+            ..
+        } => {
+            // The build that is production now (its guard checked that): its own URL, as
+            // the interrupted bake checked it.
+            let host = prepared
+                .observed
+                .code
+                .production
+                .as_ref()
+                .filter(|p| &p.id == deployment)
+                .and_then(|p| p.url.clone())
+                .ok_or(StepError::Missing(
+                    "the deployment to bake again has no URL",
+                ))?;
+            bake(ctx, &host, *duration).await?;
         }
         Step::Preflight
         | Step::Backup { .. }
@@ -93,6 +101,23 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
     }
     Ok(())
+}
+
+/// Health-check `host` every few seconds for `duration`; shutdown ends it early.
+async fn bake(ctx: &Ctx<'_>, host: &str, duration: Duration) -> Result<(), StepError> {
+    let health = &ctx.client.config.policy.health;
+    let routes = &ctx.fleet.manifest.spec.vercel.connect_to;
+    let until = Instant::now() + duration;
+    let every = bake_interval(duration);
+    loop {
+        vercel::health::check(host, health, routes)
+            .await
+            .map_err(StepError::Bake)?;
+        if Instant::now() >= until || ctx.runner.stopping() {
+            return Ok(());
+        }
+        tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now()))).await;
+    }
 }
 
 fn deployment_host(scratch: &Scratch) -> Result<String, StepError> {

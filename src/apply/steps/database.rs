@@ -64,6 +64,7 @@ pub async fn run(
         | Step::HealthCheck { .. }
         | Step::Promote { .. }
         | Step::Bake { .. }
+        | Step::Rebake { .. }
         | Step::Record => unreachable!("{} is not a database step", step.kind()),
     }
     Ok(())

@@ -233,7 +233,8 @@ pub async fn run_step(
         | Step::WaitReady
         | Step::HealthCheck { .. }
         | Step::Promote { .. }
-        | Step::Bake { .. } => code::run(ctx, step, scratch).await,
+        | Step::Bake { .. }
+        | Step::Rebake { .. } => code::run(ctx, step, scratch).await,
         Step::Record => records::complete(ctx, session, scratch).await,
     }
 }

@@ -37,6 +37,7 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
         | Step::Bake { .. } => {
             e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
         }
+        Step::Rebake { deployment, .. } => e.deployment_id = Some(deployment.clone()),
         Step::Preflight
         | Step::Backup { .. }
         | Step::RestoreBackup { .. }
@@ -53,7 +54,16 @@ pub async fn complete(
 ) -> Result<(), StepError> {
     let plan = &ctx.prepared.plan;
     let mut e = event(ctx.runner, plan, "apply", EventKind::Completed);
-    e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
+    e.deployment_id = scratch
+        .deployment
+        .as_ref()
+        .map(|d| d.id.clone())
+        .or_else(|| {
+            plan.steps.iter().find_map(|s| match s {
+                Step::Rebake { deployment, .. } => Some(deployment.clone()),
+                _ => None,
+            })
+        });
     let c = &plan.changes;
     e.versions = c.schema.iter().map(|(_, to)| to.to_string()).collect();
     e.env_keys = c

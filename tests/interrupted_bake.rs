@@ -1,0 +1,165 @@
+//! Intent before action: a process killed during the bake leaves an `intent` with no
+//! outcome; the next apply reports the interruption, bakes the live deployment again and
+//! records completion, or undoes the promote when that bake fails.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::fleet::{SHA1, SHA2, World};
+use common::{assert_exit, stdout};
+use sqlx::Row;
+
+/// Write the client at `sha` with `policy.bake: bake`.
+fn client_with_bake(world: &World, sha: &str, bake: &str) {
+    world.write_client(sha, "2024_11_18_001", "info", "");
+    let path = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&path).expect("client manifest");
+    assert!(text.contains("bake: 600ms"), "{text}");
+    std::fs::write(&path, text.replace("bake: 600ms", &format!("bake: {bake}")))
+        .expect("write client manifest");
+}
+
+async fn count(world: &World, sql: &str) -> i64 {
+    let mut conn = world.db.connect().await;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_one(&mut conn)
+        .await
+        .expect("count")
+        .get::<i64, _>(0)
+}
+
+/// Start `apply` on a 20 s bake and SIGKILL it once its bake has begun.
+async fn kill_apply_during_the_bake(world: &World) {
+    client_with_bake(world, SHA2, "20s");
+    let bakes = "select count(*) from steward_events where step = 'bake' and outcome = 'intent'";
+    let before = count(world, bakes).await;
+    let mut child = world
+        .command(&["apply", "shop", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start apply");
+    let started = Instant::now();
+    while count(world, bakes).await == before {
+        if let Some(status) = child.try_wait().expect("child") {
+            panic!("apply ended ({status}) before its bake began");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the bake never began"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA2),
+        "the new build was promoted before the kill"
+    );
+    assert_eq!(
+        count(
+            world,
+            "select count(*) from steward_events where step = 'apply' and outcome = 'completed'"
+        )
+        .await,
+        1,
+        "only the first apply completed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_apply_killed_during_the_bake_is_reported_and_the_next_apply_bakes_again_and_completes()
+{
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    kill_apply_during_the_bake(&world).await;
+
+    // A shorter bake from here on, so the test does not wait 20 s again.
+    client_with_bake(&world, SHA2, "1s");
+    let plan = world.steward(&["plan", "shop"]);
+    assert_exit(&plan, 0);
+    assert!(
+        stdout(&plan).contains("interrupted during bake at ")
+            && stdout(&plan).contains("rebake: the bake of"),
+        "the plan reports the interruption and bakes again:\n{}",
+        stdout(&plan)
+    );
+
+    let history = world.steward(&["history", "shop"]);
+    assert_exit(&history, 0);
+    assert!(
+        stdout(&history)
+            .lines()
+            .any(|l| l.contains(" bake ") && l.contains(" intent ")),
+        "history shows the step that never finished:\n{}",
+        stdout(&history)
+    );
+    let status = world.steward(&["status"]);
+    assert_exit(&status, 0);
+    assert!(
+        stdout(&status).contains("Pending")
+            && stdout(&status).contains("interrupted during bake at ")
+            && stdout(&status).contains("pending: rebake"),
+        "status shows the interruption:\n{}",
+        stdout(&status)
+    );
+
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&out, 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    assert_eq!(
+        count(
+            &world,
+            "select count(*) from steward_events where step = 'rebake' and outcome = 'succeeded'"
+        )
+        .await,
+        1,
+        "the bake ran again"
+    );
+    assert_eq!(
+        count(
+            &world,
+            "select count(*) from steward_events where step = 'apply' and outcome = 'completed'"
+        )
+        .await,
+        2,
+        "the update is recorded completed"
+    );
+    let plan = world.steward(&["plan", "shop"]);
+    assert_exit(&plan, 0);
+    assert!(
+        !stdout(&plan).contains("interrupted") && !stdout(&plan).contains("rebake"),
+        "nothing is left to finish:\n{}",
+        stdout(&plan)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bake_that_fails_when_run_again_after_a_kill_puts_the_previous_production_back() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+    kill_apply_during_the_bake(&world).await;
+
+    client_with_bake(&world, SHA2, "1s");
+    world.emulator.update_faults(|f| {
+        f.unhealthy.insert(SHA2.to_owned(), 500);
+    });
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("FAILED at rebake") && stdout(&out).contains("undone: rebake"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "the build from before the killed run is production again"
+    );
+}
