@@ -4,10 +4,11 @@
 
 mod common;
 
-use std::process::Stdio;
+use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use common::fleet::{SHA1, SHA2, World};
+use common::process::{free_addr, terminate};
 use common::{assert_exit, stdout};
 use sqlx::Row;
 
@@ -30,21 +31,34 @@ async fn count(world: &World, sql: &str) -> i64 {
         .get::<i64, _>(0)
 }
 
+/// How a test stops the process in the middle of its bake.
+#[derive(Clone, Copy)]
+enum Stop {
+    Kill,
+    Term,
+}
+
 /// Start `apply` on a 20 s bake and SIGKILL it once its bake has begun.
 async fn kill_apply_during_the_bake(world: &World) {
+    stop_during_the_bake(world, &["apply", "shop", "--yes"], Stop::Kill).await;
+}
+
+/// Start `args` on a 20 s bake and stop it once its bake has begun; returns the exit
+/// status.
+async fn stop_during_the_bake(world: &World, args: &[&str], stop: Stop) -> ExitStatus {
     client_with_bake(world, SHA2, "20s");
     let bakes = "select count(*) from steward_events where step = 'bake' and outcome = 'intent'";
     let before = count(world, bakes).await;
     let mut child = world
-        .command(&["apply", "shop", "--yes"])
+        .command(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .expect("start apply");
+        .expect("start steward");
     let started = Instant::now();
     while count(world, bakes).await == before {
         if let Some(status) = child.try_wait().expect("child") {
-            panic!("apply ended ({status}) before its bake began");
+            panic!("steward ended ({status}) before its bake began");
         }
         assert!(
             started.elapsed() < Duration::from_secs(120),
@@ -52,12 +66,17 @@ async fn kill_apply_during_the_bake(world: &World) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
+    let status = match stop {
+        Stop::Kill => {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("reap")
+        }
+        Stop::Term => terminate(child).await,
+    };
     assert_eq!(
         world.production_sha().as_deref(),
         Some(SHA2),
-        "the new build was promoted before the kill"
+        "the new build was promoted before the stop"
     );
     assert_eq!(
         count(
@@ -68,6 +87,23 @@ async fn kill_apply_during_the_bake(world: &World) {
         1,
         "only the first apply completed"
     );
+    status
+}
+
+/// Rebakes that passed, and applies recorded completed.
+async fn rebaked_and_completed(world: &World) -> (i64, i64) {
+    (
+        count(
+            world,
+            "select count(*) from steward_events where step = 'rebake' and outcome = 'succeeded'",
+        )
+        .await,
+        count(
+            world,
+            "select count(*) from steward_events where step = 'apply' and outcome = 'completed'",
+        )
+        .await,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -162,4 +198,52 @@ async fn a_bake_that_fails_when_run_again_after_a_kill_puts_the_previous_product
         Some(SHA1),
         "the build from before the killed run is production again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_killed_during_the_bake_is_followed_by_a_pass_that_bakes_again_and_completes() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    let addr = free_addr();
+    stop_during_the_bake(
+        &world,
+        &["run", "--listen", &addr, "--interval", "600s"],
+        Stop::Kill,
+    )
+    .await;
+    client_with_bake(&world, SHA2, "1s");
+    let pass = world.steward(&["run", "--once"]);
+    assert_exit(&pass, 0);
+    assert!(stdout(&pass).contains("Converged"), "{}", stdout(&pass));
+    assert_eq!(rebaked_and_completed(&world).await, (1, 2));
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_during_the_bake_records_it_unfinished_and_the_next_apply_bakes_again() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    let addr = free_addr();
+    let status = stop_during_the_bake(
+        &world,
+        &["run", "--listen", &addr, "--interval", "600s"],
+        Stop::Term,
+    )
+    .await;
+    assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
+    assert_eq!(
+        count(
+            &world,
+            "select count(*) from steward_events where step = 'apply' and detail like 'interrupted: shutdown during bake%'"
+        )
+        .await,
+        1,
+        "the cut-short bake is recorded as such, not as completed"
+    );
+    client_with_bake(&world, SHA2, "1s");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&out, 0);
+    assert_eq!(rebaked_and_completed(&world).await, (1, 2));
 }

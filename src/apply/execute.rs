@@ -312,7 +312,10 @@ async fn run_steps(
                 describe(&mut e, step, &scratch);
                 let mut record_errors = Vec::new();
                 keep(write(session, &e).await, &mut record_errors);
-                let why = format!("transient: {message} (during {})", step.kind());
+                let why = match err {
+                    StepError::Stopped(_) => format!("shutdown during {}", step.kind()),
+                    _ => format!("transient: {message} (during {})", step.kind()),
+                };
                 let mut e = event(runner, plan, "apply", EventKind::Manual);
                 e.error = Some(message);
                 e.detail = Some(format!(

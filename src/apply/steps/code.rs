@@ -103,7 +103,8 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
     Ok(())
 }
 
-/// Health-check `host` every few seconds for `duration`; shutdown ends it early.
+/// Health-check `host` every few seconds for `duration`. Shutdown ends it early as
+/// unfinished, so the next run bakes again rather than record a bake that did not happen.
 async fn bake(ctx: &Ctx<'_>, host: &str, duration: Duration) -> Result<(), StepError> {
     let health = &ctx.client.config.policy.health;
     let routes = &ctx.fleet.manifest.spec.vercel.connect_to;
@@ -113,8 +114,11 @@ async fn bake(ctx: &Ctx<'_>, host: &str, duration: Duration) -> Result<(), StepE
         vercel::health::check(host, health, routes)
             .await
             .map_err(StepError::Bake)?;
-        if Instant::now() >= until || ctx.runner.stopping() {
+        if Instant::now() >= until {
             return Ok(());
+        }
+        if ctx.runner.stopping() {
+            return Err(StepError::Stopped("bake"));
         }
         tokio::time::sleep(every.min(until.saturating_duration_since(Instant::now()))).await;
     }

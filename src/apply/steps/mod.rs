@@ -77,6 +77,10 @@ pub enum StepError {
     /// The undo has nothing it can put back.
     #[error("{0}")]
     Undo(String),
+    /// Shutdown arrived while the step was checking (a bake cut short): the check did not
+    /// finish, which says nothing about the release.
+    #[error("shutdown before the {0} finished")]
+    Stopped(&'static str),
 }
 
 impl StepError {
@@ -91,6 +95,7 @@ impl StepError {
                 ErrorClass::Transient
             }
             StepError::Record(_) | StepError::Unrecorded(_) => ErrorClass::Failed,
+            StepError::Stopped(_) => ErrorClass::Transient,
             StepError::Verify(_) | StepError::Missing(_) | StepError::Undo(_) => ErrorClass::Failed,
         }
     }
