@@ -673,3 +673,61 @@ async fn a_window_that_closes_mid_update_lets_the_running_step_and_its_checks_fi
     );
     assert_eq!(world.production_sha().as_deref(), Some(SHA1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_record_that_cannot_be_written_still_lets_the_undo_run_and_says_so() {
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    // The database refuses exactly one record: the failure of wait_ready.
+    let mut conn = world.db.connect().await;
+    sqlx::raw_sql(
+        "CREATE SCHEMA test_faults;
+         CREATE FUNCTION test_faults.refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+           IF NEW.step = 'wait_ready' AND NEW.outcome = 'failed' THEN
+             RAISE EXCEPTION 'the record store is full (test)';
+           END IF;
+           RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_failed_wait BEFORE INSERT ON steward_events
+           FOR EACH ROW EXECUTE FUNCTION test_faults.refuse();",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("install the refusing trigger");
+    // The trigger's function is a schema change of the test's own: accepted as reviewed.
+    world.setup(&["drift", "accept", "shop"]);
+    world.emulator.update_faults(|f| {
+        f.fail_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_12_18_001", "debug", "");
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&out, 1);
+    assert!(
+        stdout(&out).contains("FAILED at wait_ready")
+            && stdout(&out).contains("update record not written")
+            && stdout(&out).contains("the record store is full"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_11_18_001"),
+        "migrations undone"
+    );
+    assert_eq!(
+        world.env("LOG_LEVEL").map(|(v, _)| v).as_deref(),
+        Some("info"),
+        "env restored"
+    );
+    let recorded = events(&world).await;
+    assert!(
+        recorded
+            .iter()
+            .any(|(step, outcome, _)| step == "migrate_up" && outcome == "undone")
+            && recorded
+                .iter()
+                .any(|(step, outcome, _)| step == "apply" && outcome == "rolled_back"),
+        "the undo and the end of the run are recorded: {recorded:?}"
+    );
+}
