@@ -116,6 +116,9 @@ pub enum Outcome {
         error: String,
         undo: UndoPlan,
         undo_errors: Vec<String>,
+        /// Update records that could not be written, even after retries (the undo ran
+        /// regardless).
+        record_errors: Vec<String>,
     },
     /// Shutdown arrived, or the maintenance window closed, between steps, or a step kept
     /// failing for a transient reason (`why` starts "transient: "): nothing was undone and
@@ -381,11 +384,6 @@ async fn run_steps(
                     e.error = Some(format!("{message}; {}", kept.join("; ")));
                 }
                 keep(write(session, &e).await, &mut record_errors);
-                undo_errors.extend(
-                    record_errors
-                        .into_iter()
-                        .map(|err| format!("update record not written: {err}")),
-                );
                 return Ok(Outcome::Failed {
                     plan: plan.clone(),
                     step: step.kind().to_owned(),
@@ -393,6 +391,7 @@ async fn run_steps(
                     error: message,
                     undo: decision,
                     undo_errors,
+                    record_errors: record_errors.iter().map(ToString::to_string).collect(),
                 });
             }
         }

@@ -196,6 +196,7 @@ fn report_outcome(
             error,
             undo,
             undo_errors,
+            record_errors,
             ..
         }) => {
             let mut text = format!("{name}: FAILED at {step}: {error}\n");
@@ -207,6 +208,9 @@ fn report_outcome(
             }
             for err in &undo_errors {
                 text.push_str(&format!("  undo failed: {err}\n"));
+            }
+            for err in &record_errors {
+                text.push_str(&format!("  update record not written: {err}\n"));
             }
             text.push_str(&format!("  the client is now Failed: fix the cause and change the manifest, or `steward retry {name}`"));
             printer.out(text);
