@@ -60,6 +60,7 @@ pub async fn rehearse_now(
     to: &Version,
 ) -> Result<Rehearsal, ApplyError> {
     let name = &client.config.name;
+    backup::sync(name, &fleet.backups_dir).await?;
     let found = backup::list(name, &fleet.backups_dir)?
         .into_iter()
         .find(|b| b.version().as_ref() == current);
@@ -68,7 +69,7 @@ pub async fn rehearse_now(
         None => backup::take(name, database_url, &fleet.backups_dir, current).await?,
     };
     let (info, file) = backup::find(name, &fleet.backups_dir, &info.id)?;
-    backup::check(name, &info, &file).await?;
+    backup::check(name, &fleet.backups_dir, &info, &file).await?;
     let server = match &client.config.rehearsal_url {
         Some(reference) => reference.resolve().map_err(|e| ApplyError::Config {
             client: name.clone(),

@@ -57,6 +57,7 @@ pub async fn take(args: ClientArgs, printer: &Printer) -> Result<Exit> {
 pub async fn list(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args)?;
     let name = &client.config.name;
+    backup::sync(name, &fleet.backups_dir).await.map_err(pg)?;
     let backups = backup::list(name, &fleet.backups_dir)?;
     if backups.is_empty() {
         printer.out(format!(

@@ -25,6 +25,7 @@ use crate::progress::{self, Progress};
 pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
     let name = &client.config.name;
+    backup::sync(name, &fleet.backups_dir).await.map_err(pg)?;
     let (info, file) = backup::find(name, &fleet.backups_dir, &args.backup).map_err(pg)?;
     if !args.yes {
         bail!(Refused(format!(
@@ -98,7 +99,9 @@ async fn restore(
     printer: &Printer,
 ) -> Result<Exit> {
     let name = &client.config.name;
-    backup::check(name, info, file).await.map_err(pg)?;
+    backup::check(name, &fleet.backups_dir, info, file)
+        .await
+        .map_err(pg)?;
     let url = database_url(client)?;
     let mut session = Session::open(
         name,

@@ -362,7 +362,21 @@ pub fn load(dir: &Path, options: LoadOptions) -> Loaded {
     let backups_dir = crate::postgres::backup::Store {
         dir: backups_dir(dir, &manifest, &fleet_file, &fleet_parsed, &mut diagnostics),
         keep: manifest.spec.backups.keep,
+        remote: manifest.spec.backups.store.as_ref().map(|url| {
+            crate::postgres::remote::RemoteConfig {
+                url: url.clone(),
+                s3: manifest.spec.backups.s3.clone(),
+            }
+        }),
     };
+    if manifest.spec.backups.store.is_some() && manifest.spec.backups.s3.is_none() {
+        diagnostics.push(Diagnostic::error(
+            &fleet_file,
+            fleet_parsed.doc.spans.value("/spec/backups/store"),
+            "spec.backups.s3",
+            "spec.backups.store needs spec.backups.s3: accessKeyId and secretAccessKey (and, off AWS, endpoint) as secret references",
+        ));
+    }
     let fleet = Fleet {
         dir: dir.to_path_buf(),
         file: fleet_file,

@@ -150,6 +150,29 @@ pub struct BackupsSpec {
     /// `{last: 10, days: 30}`.
     #[serde(default)]
     pub keep: KeepSpec,
+    /// A copy of every backup off the machine: `s3://bucket/prefix` on any S3-compatible
+    /// store (`s3` says where and with which credentials). The local folder stays the
+    /// working copy; a restore on a machine that lost it reads the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$"))]
+    pub store: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+}
+
+/// How to reach the S3-compatible store; every value that locates or opens it is a secret
+/// reference, read only when a backup is written or read.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct S3Spec {
+    /// The endpoint URL, for stores other than AWS (MinIO, R2, moto...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<SecretRef>,
+    /// The region (default `us-east-1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<SecretRef>,
+    pub access_key_id: SecretRef,
+    pub secret_access_key: SecretRef,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio::process::Command;
 
 use super::PgError;
+use super::remote::{Remote, RemoteConfig};
 use crate::manifest::KeepSpec;
 use crate::migrations::Version;
 use crate::secret::Secret;
@@ -23,6 +24,8 @@ use crate::secret::Secret;
 pub struct Store {
     pub dir: PathBuf,
     pub keep: KeepSpec,
+    /// The off-machine copy (`spec.backups.store`), when configured.
+    pub remote: Option<RemoteConfig>,
 }
 
 impl Store {
@@ -34,7 +37,15 @@ impl Store {
                 last: u32::MAX,
                 days: u32::MAX,
             },
+            remote: None,
         }
+    }
+
+    fn open_remote(&self, client: &str) -> Result<Option<Remote>, PgError> {
+        self.remote
+            .as_ref()
+            .map(|config| Remote::open(client, config))
+            .transpose()
     }
 }
 
@@ -63,6 +74,9 @@ pub struct BackupInfo {
     pub created_at: DateTime<Utc>,
     pub pg_dump_version: String,
     pub file: String,
+    /// Where the off-machine copy is (`s3://...`), when the fleet keeps one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
 }
 
 impl BackupInfo {
@@ -254,6 +268,7 @@ pub async fn take(
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default(),
+        remote: None,
     };
     partial.persist(&file).map_err(|e| {
         err(
@@ -261,11 +276,25 @@ pub async fn take(
             format!("cannot finish {}: {}", file.display(), e.error),
         )
     })?;
-    if let Err(e) = write_sidecar(client, &folder, &info) {
+    let mut info = info;
+    // Off the machine before it counts: a backup the store lacks is no backup there.
+    let kept = async {
+        if let Some(remote) = store.open_remote(client)? {
+            remote.upload(client, &file, &info.file).await?;
+            info.remote = Some(remote.url_of(client, &info.file));
+            let json = serde_json::to_vec_pretty(&info).map_err(|e| err(client, e.to_string()))?;
+            remote
+                .put(client, &format!("{}.json", info.id), json)
+                .await?;
+        }
+        write_sidecar(client, &folder, &info)
+    }
+    .await;
+    if let Err(e) = kept {
         let _ = std::fs::remove_file(&file);
         return Err(e);
     }
-    for old in prune(client, store, Utc::now())? {
+    for old in prune(client, store, Utc::now()).await? {
         tracing::info!(client, backup = %old.id, "backup removed by spec.backups.keep");
     }
     Ok(info)
@@ -274,7 +303,12 @@ pub async fn take(
 /// Apply `spec.backups.keep` to one client's folder: remove each backup that is neither
 /// among the newest `last` nor younger than `days`. The newest always stays: it is the one
 /// a run in progress, or its undo, would restore. Returns what was removed.
-pub fn prune(client: &str, store: &Store, now: DateTime<Utc>) -> Result<Vec<BackupInfo>, PgError> {
+pub async fn prune(
+    client: &str,
+    store: &Store,
+    now: DateTime<Utc>,
+) -> Result<Vec<BackupInfo>, PgError> {
+    let remote = store.open_remote(client)?;
     let last = usize::try_from(store.keep.last.max(1)).unwrap_or(usize::MAX);
     let young = chrono::Duration::days(i64::from(store.keep.days));
     let folder = store.join(client);
@@ -283,12 +317,21 @@ pub fn prune(client: &str, store: &Store, now: DateTime<Utc>) -> Result<Vec<Back
         if i < last || now.signed_duration_since(info.created_at) < young {
             continue;
         }
-        for file in [
-            folder.join(&info.file),
-            folder.join(format!("{}.json", info.id)),
-        ] {
-            std::fs::remove_file(&file)
-                .map_err(|e| err(client, format!("cannot remove {}: {e}", file.display())))?;
+        let sidecar = format!("{}.json", info.id);
+        if let Some(remote) = &remote {
+            remote.delete(client, &sidecar).await?;
+            remote.delete(client, &info.file).await?;
+        }
+        for file in [folder.join(&info.file), folder.join(&sidecar)] {
+            match std::fs::remove_file(&file) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(err(
+                        client,
+                        format!("cannot remove {}: {e}", file.display()),
+                    ));
+                }
+                _ => {}
+            }
         }
         removed.push(info);
     }
@@ -372,8 +415,14 @@ async fn digest(client: &str, path: &Path) -> Result<(String, u64), PgError> {
 
 /// A backup about to be read (restore, rehearsal): its sidecar names this client and the
 /// file still has the checksum it was written with. A swapped, truncated or altered dump
-/// is refused before a byte of it reaches a database.
-pub async fn check(client: &str, info: &BackupInfo, path: &Path) -> Result<(), PgError> {
+/// is refused before a byte of it reaches a database. A dump this machine no longer has
+/// is streamed down from the store first, and checked the same way.
+pub async fn check(
+    client: &str,
+    store: &Store,
+    info: &BackupInfo,
+    path: &Path,
+) -> Result<(), PgError> {
     if info.client != client {
         return Err(PgError::refused(
             client,
@@ -382,6 +431,16 @@ pub async fn check(client: &str, info: &BackupInfo, path: &Path) -> Result<(), P
                 info.id, info.client
             ),
         ));
+    }
+    if !path.is_file() {
+        let remote = store.open_remote(client)?.ok_or_else(|| {
+            err(
+                client,
+                format!("backup {} has no dump at {}", info.id, path.display()),
+            )
+        })?;
+        private_folder(client, store)?;
+        remote.download(client, &info.file, path).await?;
     }
     let (sha256, _) = digest(client, path).await?;
     if sha256 != info.sha256 {
@@ -392,6 +451,28 @@ pub async fn check(client: &str, info: &BackupInfo, path: &Path) -> Result<(), P
                 info.id
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Bring the store's sidecars down, so `list` and `find` know every backup kept off the
+/// machine (a new container, a lost disk). The dumps stay there until one is read.
+pub async fn sync(client: &str, store: &Store) -> Result<(), PgError> {
+    let Some(remote) = store.open_remote(client)? else {
+        return Ok(());
+    };
+    let folder = private_folder(client, store)?;
+    for (name, bytes) in remote.sidecars(client).await? {
+        if folder.join(&name).exists() {
+            continue;
+        }
+        match serde_json::from_slice::<BackupInfo>(&bytes) {
+            Ok(info) if info.client == client => write_sidecar(client, &folder, &info)?,
+            // Another client's or an unreadable sidecar is never taken as this client's.
+            _ => {
+                tracing::warn!(client, object = %name, "ignoring a sidecar that is not this client's")
+            }
+        }
     }
     Ok(())
 }
@@ -410,7 +491,7 @@ pub fn list(client: &str, dir: &Path) -> Result<Vec<BackupInfo>, PgError> {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<BackupInfo>(&b).ok())
         })
-        .filter(|info| folder.join(&info.file).is_file())
+        .filter(|info| info.remote.is_some() || folder.join(&info.file).is_file())
         .collect();
     out.sort_by_key(|b| std::cmp::Reverse(b.created_at));
     Ok(out)
@@ -625,6 +706,7 @@ mod tests {
                 created_at: now - chrono::Duration::days(*age),
                 pg_dump_version: String::new(),
                 file: format!("b{i}.dump"),
+                remote: None,
             };
             std::fs::write(folder.join(&info.file), b"dump").expect("dump");
             write_sidecar("shop", &folder, &info).expect("sidecar");
@@ -632,16 +714,18 @@ mod tests {
         let store = Store {
             dir: dir.path().to_path_buf(),
             keep: KeepSpec { last: 2, days: 7 },
+            remote: None,
         };
         (dir, store)
     }
 
-    #[test]
-    fn retention_keeps_the_newest_few_and_the_recent_and_removes_the_rest() {
+    #[tokio::test]
+    async fn retention_keeps_the_newest_few_and_the_recent_and_removes_the_rest() {
         let now = Utc::now();
         // b0 is 1 day old, b1 3 days, b2 10 days, b3 40 days, b4 90 days.
         let (_dir, store) = folder_with(&[1, 3, 10, 40, 90], now);
         let removed: Vec<String> = prune("shop", &store, now)
+            .await
             .expect("prune")
             .into_iter()
             .map(|b| b.id)
@@ -656,12 +740,12 @@ mod tests {
         assert!(!store.join("shop/b3.dump").exists() && !store.join("shop/b3.json").exists());
     }
 
-    #[test]
-    fn the_newest_backup_stays_however_old_it_is() {
+    #[tokio::test]
+    async fn the_newest_backup_stays_however_old_it_is() {
         let now = Utc::now();
         let (_dir, mut store) = folder_with(&[400, 500], now);
         store.keep = KeepSpec { last: 0, days: 0 };
-        let removed = prune("shop", &store, now).expect("prune");
+        let removed = prune("shop", &store, now).await.expect("prune");
         assert_eq!(removed.len(), 1);
         assert_eq!(list("shop", &store).expect("list")[0].id, "b0");
     }

@@ -15,6 +15,7 @@ mod observe;
 pub mod path;
 mod progress;
 pub mod rehearse;
+pub mod remote;
 pub mod repair;
 mod verify;
 mod versions;

@@ -182,4 +182,5 @@ pub mod browser;
 pub mod fleet;
 pub mod hooks;
 pub mod process;
+pub mod s3;
 pub mod schema_fleet;

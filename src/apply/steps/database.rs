@@ -121,7 +121,7 @@ async fn restore_checked(
     let name = ctx.name();
     let fleet = ctx.fleet;
     let (info, file) = postgres::backup::find(name, &fleet.backups_dir, backup)?;
-    postgres::backup::check(name, &info, &file).await?;
+    postgres::backup::check(name, &fleet.backups_dir, &info, &file).await?;
     session
         .restore(
             &ctx.prepared.database_url,
