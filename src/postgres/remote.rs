@@ -15,8 +15,11 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::PgError;
 use crate::manifest::S3Spec;
 
-/// Chunks of a dump in flight: bounded memory whatever the dump's size.
-const CHUNK: usize = 8 * 1024 * 1024;
+/// Parts of a dump in flight: S3's smallest part size, one uploading while the next fills,
+/// so memory stays bounded (about two parts) whatever the dump's size.
+const PART: usize = 5 * 1024 * 1024;
+/// Reads from the local file, copied into the part being filled.
+const READ: usize = 256 * 1024;
 
 /// Where the off-machine copies go, as the fleet manifest says.
 #[derive(Debug, Clone)]
@@ -114,9 +117,9 @@ impl Remote {
             .put_multipart(&self.key(client, file))
             .await
             .map_err(|e| failed(&e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, CHUNK);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART);
         let mut reader = tokio::fs::File::open(local).await.map_err(|e| failed(&e))?;
-        let mut buffer = vec![0; CHUNK];
+        let mut buffer = vec![0; READ];
         loop {
             let n = match reader.read(&mut buffer).await {
                 Ok(n) => n,
@@ -128,7 +131,7 @@ impl Remote {
             if n == 0 {
                 break;
             }
-            writer.wait_for_capacity(2).await.map_err(|e| failed(&e))?;
+            writer.wait_for_capacity(1).await.map_err(|e| failed(&e))?;
             writer.write(&buffer[..n]);
         }
         writer.finish().await.map_err(|e| failed(&e))?;
