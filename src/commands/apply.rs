@@ -13,7 +13,7 @@ use crate::manifest::Fleet;
 use crate::notify::Message;
 use crate::output::Printer;
 use crate::plan::render::{self, RunOutcome};
-use crate::plan::{Mode, Plan};
+use crate::plan::{Hold, Mode, Plan};
 use crate::progress::{Progress, Summary};
 
 pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
@@ -59,6 +59,7 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
             )));
         }
     }
+    announce_scheduled(&fleet, &held).await;
     if runnable == 0 {
         if held.is_empty() {
             printer.note("nothing to apply");
@@ -115,6 +116,26 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     Ok(exit)
 }
 
+/// Plans held only by their maintenance window are announced to the clients (`scheduled`),
+/// once per release whether the CLI or the daemon saw them first.
+async fn announce_scheduled(fleet: &Fleet, held: &[&Plan]) {
+    let waiting: Vec<&&Plan> = held
+        .iter()
+        .filter(|p| matches!(p.holds.as_slice(), [Hold::OutsideWindow { .. }]))
+        .collect();
+    if waiting.is_empty() {
+        return;
+    }
+    let notifier = notifier(fleet);
+    let revision = fleet_revision(fleet);
+    for plan in waiting {
+        if let [Hold::OutsideWindow { next_open, .. }] = plan.holds.as_slice() {
+            notifier.send(Message::scheduled(plan, *next_open, revision.clone()));
+        }
+    }
+    flush_notifications(&notifier).await;
+}
+
 /// What a terminal apply tells the fleet's webhooks once a client's run ended: the same
 /// messages the daemon sends.
 fn announce(
@@ -144,11 +165,14 @@ fn announce(
             messages.push(Message::failure(
                 name,
                 &format!("failed at {step}: {error}"),
+                Some(plan),
                 revision,
             ));
             messages
         }
-        Err(err) if !err.is_refusal() => vec![Message::failure(name, &err.to_string(), revision)],
+        Err(err) if !err.is_refusal() => {
+            vec![Message::failure(name, &err.to_string(), None, revision)]
+        }
         _ => Vec::new(),
     }
 }

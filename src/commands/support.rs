@@ -78,10 +78,13 @@ pub fn mark(passed: bool) -> &'static str {
     if passed { "pass" } else { "FAIL" }
 }
 
-/// The fleet's webhooks for a terminal command: what it sends is delivered before the
-/// command exits (see [`flush_notifications`]), with the same retries as the daemon's.
+/// The fleet's and the clients' destinations for a terminal command: what it sends is
+/// delivered before the command exits (see [`flush_notifications`]), with the same
+/// retries and the same once-only keys as the daemon's.
 pub fn notifier(fleet: &Fleet) -> crate::notify::Notifier {
-    crate::notify::Notifier::new(&fleet.manifest.spec.notify, None)
+    let notifier = crate::notify::Notifier::new(None);
+    notifier.configure(fleet);
+    notifier
 }
 
 /// Wait for queued notifications, at most 15 s: a dead webhook never holds a command long.

@@ -258,12 +258,9 @@ pub async fn run(
     let mut last_good: HashMap<String, Client> = HashMap::new();
     let metrics = shared.read().await.metrics.clone();
     let delivered = metrics.clone();
-    let notifier = Notifier::new(
-        &Default::default(),
-        Some(Arc::new(move |event, outcome| {
-            delivered.notification(event, outcome);
-        })),
-    );
+    let notifier = Notifier::new(Some(Arc::new(move |event, outcome| {
+        delivered.notification(event, outcome);
+    })));
     // `--once` is a full resync by definition: one pass, every database looked at live.
     // The cache is there all the same: it counts the looks for the metrics.
     let max_age = if settings.once {
@@ -355,7 +352,7 @@ async fn pass(
     for (name, client) in &fleet.clients {
         last_good.insert(name.clone(), client.clone());
     }
-    notifier.configure(&fleet.manifest.spec.notify);
+    notifier.configure(&fleet);
     let revision = revision(&settings.fleet_dir);
     {
         let mut s = shared.write().await;
@@ -564,6 +561,9 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     let status = s.clients.entry(name.clone()).or_default();
     status.next_window = next_window;
     status.wave = client.config.wave.clone();
+    // The plan a failure is about: its release keys the failure notification, so the
+    // failure and the hold that remembers it later are announced once.
+    let mut failed_plan: Option<crate::plan::Plan> = None;
     let (phase, reason, exit) = match result {
         Ok(Outcome::Converged(_)) => (Phase::Converged, String::new(), Exit::Success),
         Ok(Outcome::Applied(plan)) => {
@@ -576,6 +576,17 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
         }
         Ok(Outcome::NotRun(plan)) => {
             let failed = plan.holds.iter().any(|h| matches!(h, Hold::Failed { .. }));
+            // Held only by the window: tell the client's contacts once what is coming.
+            if let [Hold::OutsideWindow { next_open, .. }] = plan.holds.as_slice()
+                && plan.blocks.is_empty()
+                && !plan.steps.is_empty()
+            {
+                notifier.send(notifications::Message::scheduled(
+                    &plan,
+                    *next_open,
+                    revision.clone(),
+                ));
+            }
             let reasons: Vec<String> = plan
                 .holds
                 .iter()
@@ -583,6 +594,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 .chain(plan.blocks.iter().map(ToString::to_string))
                 .collect();
             if failed {
+                failed_plan = Some(plan.clone());
                 (Phase::Failed, reasons.join("; "), Exit::Error)
             } else if plan.outcome() == PlanOutcome::Blocked {
                 (Phase::Holding, reasons.join("; "), Exit::Refused)
@@ -614,7 +626,14 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 "{now}: failed at {step}, rolled back {} step(s)",
                 undo.run.len()
             ));
-            (Phase::Failed, format!("{step}: {error}"), Exit::Error)
+            // An error that already names its step is not prefixed twice.
+            let reason = if error.starts_with(&format!("{step}:")) {
+                error
+            } else {
+                format!("{step}: {error}")
+            };
+            failed_plan = Some(plan);
+            (Phase::Failed, reason, Exit::Error)
         }
         Err(err) if err.rate_limited_until().is_some() => {
             // Not a failure: Vercel's window is spent. Try again once it has reset.
@@ -665,6 +684,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             notifier.send(notifications::Message::failure(
                 &name,
                 &reason,
+                failed_plan.as_ref(),
                 revision.clone(),
             ));
             status.notified_failure = Some(reason.clone());

@@ -425,6 +425,20 @@ fn check_fleet(
     for (i, hook) in spec.notify.webhooks.iter().enumerate() {
         refs.push((&hook.url, format!("/spec/notify/webhooks/{i}/url")));
     }
+    if let Some(smtp) = &spec.notify.smtp {
+        refs.push((&smtp.server, "/spec/notify/smtp/server".to_owned()));
+        if smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            out.push(Diagnostic::error(
+                file,
+                doc.spans.value("/spec/notify/smtp/from"),
+                "spec.notify.smtp.from",
+                format!(
+                    "`{}` is not a mail sender like `Ops <ops@example.com>`",
+                    smtp.from
+                ),
+            ));
+        }
+    }
     for (secret, pointer) in refs {
         check_secret(file, &doc.spans, &pointer, &secret.env, options, out);
     }
@@ -819,6 +833,23 @@ fn resolve_client(
         out.push(ctx.error(
             "/policy/maxLockTime",
             "policy.maxLockTime is measured by a rehearsal: set policy.rehearse: required too",
+        ));
+    }
+
+    let contacts = spec.notify.clone().unwrap_or_default();
+    for (i, address) in contacts.email.iter().flatten().enumerate() {
+        if address.parse::<lettre::message::Mailbox>().is_err() {
+            out.push(ctx.error(
+                &format!("/notify/email/{i}"),
+                format!("`{address}` is not an email address"),
+            ));
+        }
+    }
+    if !contacts.email.as_ref().is_none_or(Vec::is_empty) && ctx.manifest.spec.notify.smtp.is_none()
+    {
+        out.push(ctx.error(
+            "/notify/email",
+            "client emails need a mail server: set spec.notify.smtp in fleet.yaml",
         ));
     }
 

@@ -215,11 +215,42 @@ pub struct RolloutSpec {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NotifySpec {
+    /// The operators' channels: every client's events, in operator words.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhooks: Vec<Webhook>,
+    /// The mail server client emails go through (`spec.notify.email` of a client).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smtp: Option<SmtpSpec>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SmtpSpec {
+    /// `smtps://user:pass@host:port` (TLS from the start) or `smtp://user:pass@host:port`
+    /// (STARTTLS required; plain only to a loopback address), as a secret reference: the
+    /// URL carries the credentials.
+    pub server: SecretRef,
+    /// The sender, like `Ops <ops@example.com>`.
+    pub from: String,
+}
+
+/// A client's own contacts (`spec.notify` of a client, or of `spec.defaults`): they hear
+/// about their updates in plain words, without plan hashes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClientNotifySpec {
+    /// Slack-style webhooks of the client's own channels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<Webhook>>,
+    /// Addresses mailed through the fleet's `spec.notify.smtp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<Vec<String>>,
+    /// Told to the client with every announcement of a change (what users should know).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Webhook {
     /// The webhook URL; a secret, since Slack-style URLs carry their own credential.
@@ -232,6 +263,8 @@ pub struct Webhook {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum NotifyEvent {
+    /// A change waits for the client's maintenance window (sent once per change).
+    Scheduled,
     BeforeUpdate,
     AfterUpdate,
     Failure,
@@ -283,6 +316,9 @@ pub struct ClientSpec {
     /// Where rehearsals run (`steward migrate --rehearse`, `policy.rehearse: required`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rehearsal: Option<RehearsalSpec>,
+    /// The client's own contacts for update communication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<ClientNotifySpec>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -27,6 +27,8 @@ pub struct Migration {
     pub verify: Option<Script>,
     /// `-- steward: no-transaction`: runs outside a transaction (CREATE INDEX CONCURRENTLY).
     pub no_transaction: bool,
+    /// `-- steward: downtime | breaking | user-action <text>`: told to the client.
+    pub impact: super::Impact,
 }
 
 impl Migration {
@@ -151,7 +153,9 @@ impl Catalog {
             match (Script::read(&up), read(parts.down), read(parts.verify)) {
                 (Ok(up), Ok(down), Ok(verify)) => {
                     let no_transaction = has_no_transaction_directive(&up.sql);
+                    let impact = super::Impact::parse(&up.sql);
                     migrations.push(Migration {
+                        impact,
                         version,
                         name: parts.name,
                         up,

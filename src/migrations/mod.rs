@@ -2,9 +2,11 @@
 //! directives. Pure file reading; nothing here talks to a database.
 
 mod catalog;
+mod impact;
 pub mod lint;
 pub mod split;
 mod version;
 
 pub use catalog::{Catalog, CatalogError, Migration, Script, has_no_transaction_directive};
+pub use impact::Impact;
 pub use version::{Version, VersionError, summarize};

@@ -40,6 +40,7 @@ fn catalog() -> Catalog {
         down: down.then(|| script(&format!("{version}.down.sql"), "drop table t;")),
         verify: None,
         no_transaction: false,
+        impact: Default::default(),
     };
     Catalog {
         dir: PathBuf::from("migrations"),

@@ -281,6 +281,7 @@ mod tests {
                 down: None,
                 verify: verify.then(|| script(&format!("{i}.verify.sql"))),
                 no_transaction: false,
+                impact: Default::default(),
             })
             .collect();
         Catalog {

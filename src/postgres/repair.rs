@@ -144,6 +144,7 @@ mod tests {
                 down: None,
                 verify: None,
                 no_transaction: false,
+                impact: Default::default(),
             }],
         }
     }

@@ -184,3 +184,4 @@ pub mod hooks;
 pub mod process;
 pub mod s3;
 pub mod schema_fleet;
+pub mod smtp;
