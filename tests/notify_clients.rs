@@ -186,6 +186,9 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
     write_shop(&world, SHA3, NEW_SCHEMA, false);
     assert_exit(&run(&world, &channels, &["apply", "shop", "--yes"]), 1);
     assert_exit(&run(&world, &channels, &["apply", "shop", "--yes"]), 3);
+    // `retry` makes a new attempt of the same release: told again.
+    assert_exit(&run(&world, &channels, &["retry", "shop"]), 0);
+    assert_exit(&run(&world, &channels, &["apply", "shop", "--yes"]), 1);
 
     let expected = [
         "before-update",
@@ -193,6 +196,8 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
         "scheduled",
         "before-update",
         "after-update",
+        "before-update",
+        "failure",
         "before-update",
         "failure",
     ];
@@ -206,6 +211,8 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
             "shop: update scheduled",
             "shop: update starting",
             "shop: update complete",
+            "shop: update starting",
+            "shop: update not completed",
             "shop: update starting",
             "shop: update not completed",
         ]

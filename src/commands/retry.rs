@@ -29,6 +29,10 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     e.release = failure.release.clone();
     e.detail = Some(format!("retry after failure at {}", failure.step));
     record::append(&mut conn, &e).await?;
+    // A retry is a new attempt: its start and outcome are told again.
+    crate::notify::once::forget_attempt(name, &mut conn)
+        .await
+        .map_err(pg)?;
     postgres::close(conn).await;
     printer.out(format!(
         "{name}: Failed state cleared (plan {}); the next apply or daemon loop runs it again",

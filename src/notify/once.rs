@@ -31,3 +31,23 @@ pub async fn claim(client: &str, url: &Secret, key: &str, event: &str) -> Result
     close(conn).await;
     Ok(claimed.is_some())
 }
+
+/// `steward retry`: the same release runs again as a new attempt, so its start, end and
+/// failure may be told again. A `scheduled` notice stays told.
+pub async fn forget_attempt(client: &str, conn: &mut sqlx::PgConnection) -> Result<(), PgError> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('steward_notifications') IS NOT NULL")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(PgError::query(client, "looking for steward_notifications"))?;
+    if exists {
+        sqlx::query("DELETE FROM steward_notifications WHERE event <> 'scheduled'")
+            .execute(&mut *conn)
+            .await
+            .map_err(PgError::query(
+                client,
+                "clearing the told events for a retry",
+            ))?;
+    }
+    Ok(())
+}
