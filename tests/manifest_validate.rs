@@ -185,3 +185,36 @@ fn a_manifest_symlinked_to_a_file_inside_the_fleet_is_read() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stderr(&output).contains("3 clients"), "{}", stderr(&output));
 }
+
+#[test]
+fn client_contacts_are_checked_an_address_and_a_mail_server_and_their_webhook_secrets() {
+    let dir = copy_example_fleet();
+    let acme_file = dir.path().join("clients/acme.yaml");
+    let acme = fs::read_to_string(&acme_file).expect("read");
+    fs::write(
+        &acme_file,
+        acme.replace(
+            "  wave: canary\n",
+            "  wave: canary\n  notify:\n    webhooks: [{url: {env: ACME_TEAM_HOOK_URL}}]\n    email: [it@acme.example, not-an-address]\n    notes: Reports pause during updates.\n",
+        ),
+    )
+    .expect("write");
+    let fleet = dir.path().to_str().expect("utf8");
+    let output = steward(&["validate", "--fleet", fleet], &[]);
+    let out = stdout(&output);
+    assert_eq!(output.status.code(), Some(1), "{out}{}", stderr(&output));
+    assert!(
+        out.contains("spec.notify.email.1: `not-an-address` is not an email address"),
+        "{out}"
+    );
+    assert!(
+        out.contains("spec.notify.email: client emails need a mail server"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "warning: spec.notify.webhooks.0.url: secret variable ACME_TEAM_HOOK_URL is not set"
+        ),
+        "{out}"
+    );
+}

@@ -837,6 +837,25 @@ fn resolve_client(
     }
 
     let contacts = spec.notify.clone().unwrap_or_default();
+    for (i, hook) in contacts.webhooks.iter().flatten().enumerate() {
+        let pointer = format!("/notify/webhooks/{i}/url");
+        let (path, at) = ctx.locate(&pointer);
+        let mut found = Vec::new();
+        check_secret(
+            path,
+            &Spans::default(),
+            "",
+            &hook.url.env,
+            ctx.options,
+            &mut found,
+        );
+        out.extend(found.into_iter().map(|mut d| {
+            d.line = at.line;
+            d.column = at.column;
+            d.field = format!("spec.notify.webhooks.{i}.url");
+            d
+        }));
+    }
     for (i, address) in contacts.email.iter().flatten().enumerate() {
         if address.parse::<lettre::message::Mailbox>().is_err() {
             out.push(ctx.error(
