@@ -373,8 +373,20 @@ impl Notifier {
         // One dispatcher keeps the order of messages while each waits for its key to be
         // recorded: after-update never overtakes before-update.
         let dispatcher = tokio::spawn(async move {
+            // `scheduled` keys this process has settled: the daemon sees a held plan on
+            // every pass, and asking the database each time would cost a connection per
+            // held client per pass. (Other events are rare, and `retry` may forget them.)
+            let mut settled = std::collections::HashSet::new();
             while let Some(message) = rx.recv().await {
-                if !first_to_send(&dispatch_state, &message).await {
+                let scheduled_key = (message.event == NotifyEvent::Scheduled)
+                    .then(|| message.key.clone())
+                    .flatten();
+                if scheduled_key.as_ref().is_some_and(|k| settled.contains(k)) {
+                    continue;
+                }
+                let first = first_to_send(&dispatch_state, &message).await;
+                settled.extend(scheduled_key);
+                if !first {
                     tracing::debug!(
                         event = event_name(message.event),
                         client = %message.client,
