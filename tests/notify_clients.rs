@@ -309,3 +309,32 @@ async fn a_dead_mail_server_never_blocks_the_rollout() {
         "the webhooks are told all the same"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_before_any_update_is_told_to_the_operators_and_not_the_client() {
+    let channels = Channels::start().await;
+    let world = World::new().await;
+    setup_fleet(&world);
+    let mut command = world.command(&["run", "--once"]);
+    for (key, value) in channels.env() {
+        command.env(key, value);
+    }
+    // Nobody listens there: the pass cannot even look at the database.
+    command.env(
+        "TEST_SHOP_DATABASE_URL",
+        "postgres://postgres@127.0.0.1:1/nowhere",
+    );
+    let output = command.output().expect("run");
+    assert_exit(&output, 1);
+    assert_eq!(channels.operators.events_for("shop"), ["failure"]);
+    assert!(
+        channels.client.received().is_empty(),
+        "{:?}",
+        channels.client.received()
+    );
+    assert!(
+        channels.smtp.mails().is_empty(),
+        "{:?}",
+        channels.smtp.mails()
+    );
+}

@@ -130,7 +130,9 @@ impl Message {
             plan: plan.map(|p| Box::new(p.clone())),
             next_open: None,
             key: plan.map(|p| key(client, NotifyEvent::Failure, &p.release)),
-            operators_only: false,
+            // Without a plan nothing was updated (the database or Vercel could not be
+            // read): that is the operators' business, not news for the client.
+            operators_only: plan.is_none(),
         }
     }
 
