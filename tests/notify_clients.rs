@@ -189,6 +189,8 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
     // `retry` makes a new attempt of the same release: told again.
     assert_exit(&run(&world, &channels, &["retry", "shop"]), 0);
     assert_exit(&run(&world, &channels, &["apply", "shop", "--yes"]), 1);
+    // The daemon finds the release Failed: the CLI told that failure, so it is not told again.
+    assert_exit(&run(&world, &channels, &["run", "--once"]), 1);
 
     let expected = [
         "before-update",
@@ -220,6 +222,12 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
     assert_scheduled_in_plain_words(&channels);
     let mail = channels.smtp.mails().remove(0);
     assert!(mail.from.contains("ops@example.com"), "{mail:?}");
+    assert!(
+        mail.data.contains("The update of shop starts now.")
+            && mail.data.contains("filename=\"update.json\""),
+        "the text, and the payload for tools: {}",
+        mail.data
+    );
     assert!(
         !channels.smtp.auths().is_empty(),
         "the credentials of the secret ref were used"

@@ -1,12 +1,12 @@
-//! Client emails over SMTP (lettre on tokio with rustls). The server URL is a secret
-//! reference because it carries the credentials; it is read only to send and never
-//! printed, and no error here repeats it.
+//! Client emails over SMTP (lettre on tokio with rustls): the text, and the payload as
+//! `update.json`. The server URL is a secret reference because it carries the
+//! credentials; it is read only to send and never printed, and no error here repeats it.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use lettre::message::Mailbox;
 use lettre::message::header::ContentType;
+use lettre::message::{Attachment, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 
@@ -73,12 +73,14 @@ fn transport(
     Ok(builder.timeout(Some(timeout)).build())
 }
 
-/// Send one plain-text email to `to`, through the fleet's server.
+/// Send one email to `to` through the fleet's server: the text as a plain-text body, and
+/// the webhook payload (with the plan's summary) attached as `update.json` for tools.
 pub async fn send(
     smtp: &SmtpSpec,
     to: &[String],
     subject: &str,
     body: &str,
+    payload: &serde_json::Value,
     timeout: Duration,
 ) -> Result<(), SendError> {
     let url = smtp
@@ -89,18 +91,20 @@ pub async fn send(
         .from
         .parse()
         .map_err(|_| permanent("spec.notify.smtp.from is not a mail sender"))?;
-    let mut message = lettre::Message::builder()
-        .from(from)
-        .subject(subject)
-        .header(ContentType::TEXT_PLAIN);
+    let mut message = lettre::Message::builder().from(from).subject(subject);
     for address in to {
         let mailbox: Mailbox = address
             .parse()
             .map_err(|_| permanent(format!("`{address}` is not an email address")))?;
         message = message.to(mailbox);
     }
+    let json = ContentType::parse("application/json")
+        .map_err(|e| permanent(format!("the email could not be built: {e}")))?;
+    let parts = MultiPart::mixed()
+        .singlepart(SinglePart::plain(body.to_owned()))
+        .singlepart(Attachment::new("update.json".to_owned()).body(payload.to_string(), json));
     let message = message
-        .body(body.to_owned())
+        .multipart(parts)
         .map_err(|e| permanent(format!("the email could not be built: {e}")))?;
     transport(url.expose(), timeout)?
         .send(message)

@@ -648,8 +648,17 @@ async fn deliver(
                 .map_err(|(_, reason)| reason)
         }
         Target::Email { smtp, to } => {
-            let attempt =
-                || async { email::send(smtp, to, &message.subject, &message.body, TIMEOUT).await };
+            let attempt = || async {
+                email::send(
+                    smtp,
+                    to,
+                    &message.subject,
+                    &message.body,
+                    &message.clients,
+                    TIMEOUT,
+                )
+                .await
+            };
             attempt
                 .retry(backoff)
                 .when(|e| e.retry)
