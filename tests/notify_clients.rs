@@ -258,8 +258,9 @@ async fn the_daemon_tells_the_client_once_per_event_and_a_second_pass_sends_noth
     for _ in 0..2 {
         assert_exit(&run(&world, &channels, &["run", "--once"]), 0);
     }
+    // A release that fails only under production traffic: promoted, then undone.
     world.emulator.update_faults(|f| {
-        f.fail_shas.insert(SHA3.to_owned());
+        f.unhealthy_in_production.insert(SHA3.to_owned());
     });
     write_shop(&world, SHA3, NEW_SCHEMA, false);
     for _ in 0..2 {
@@ -271,6 +272,7 @@ async fn the_daemon_tells_the_client_once_per_event_and_a_second_pass_sends_noth
         "before-update",
         "after-update",
         "before-update",
+        "rollback",
         "failure",
     ];
     assert_eq!(channels.client.events_for("shop"), expected);
@@ -281,6 +283,13 @@ async fn the_daemon_tells_the_client_once_per_event_and_a_second_pass_sends_noth
         "{:?}",
         channels.subjects()
     );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA2),
+        "the failed release was undone"
+    );
+    let rollback = text_of(&channels.client, "rollback");
+    assert!(rollback.contains("was undone"), "{rollback}");
     assert_scheduled_in_plain_words(&channels);
     channels.assert_no_secret();
 }
