@@ -232,6 +232,16 @@ async fn apply_at_the_terminal_tells_the_client_by_email_and_webhook_once_per_ev
         !channels.smtp.auths().is_empty(),
         "the credentials of the secret ref were used"
     );
+    let mut conn = world.db.connect().await;
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM steward_notifications ORDER BY key")
+            .fetch_all(&mut conn)
+            .await
+            .expect("the keys are recorded in the client's database");
+    assert!(
+        keys.iter().any(|k| k.starts_with("shop:scheduled:")),
+        "{keys:?}"
+    );
     let failure = text_of(&channels.client, "failure");
     assert!(
         failure.contains("could not be completed") && !failure.contains("deploy"),
@@ -354,4 +364,19 @@ async fn an_error_before_any_update_is_told_to_the_operators_and_not_the_client(
         "{:?}",
         channels.smtp.mails()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_without_destinations_records_nothing_in_the_clients_database() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["backup", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    let mut conn = world.db.connect().await;
+    let table: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('steward_notifications')::text")
+            .fetch_one(&mut conn)
+            .await
+            .expect("query");
+    assert_eq!(table, None, "nobody to tell, nothing recorded");
 }

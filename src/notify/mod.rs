@@ -329,6 +329,14 @@ struct Worker {
     queue: mpsc::UnboundedSender<Arc<Rendered>>,
 }
 
+impl Worker {
+    /// Whether this destination gets `message`: its event and client, and its audience.
+    fn takes(&self, message: &Message) -> bool {
+        let audience_ok = !(message.operators_only && self.route.audience == Audience::Client);
+        audience_ok && self.route.wants(message.event, &message.client)
+    }
+}
+
 /// What rendering and the once-only check need to know of each client.
 #[derive(Debug, Clone)]
 struct Contact {
@@ -386,6 +394,17 @@ impl Notifier {
                 if scheduled_key.as_ref().is_some_and(|k| settled.contains(k)) {
                     continue;
                 }
+                // Nobody to tell: record nothing either, so a fleet without destinations
+                // never gets a steward_notifications table in its clients' databases.
+                let wanted = dispatch_state
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .workers
+                    .iter()
+                    .any(|w| w.takes(&message));
+                if !wanted {
+                    continue;
+                }
                 let first = first_to_send(&dispatch_state, &message).await;
                 settled.extend(scheduled_key);
                 if !first {
@@ -400,12 +419,8 @@ impl Notifier {
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
                 let rendered = Arc::new(render(&state, &message));
-                for worker in &state.workers {
-                    let audience_ok =
-                        !(message.operators_only && worker.route.audience == Audience::Client);
-                    if audience_ok && worker.route.wants(message.event, &message.client) {
-                        let _ = worker.queue.send(rendered.clone());
-                    }
+                for worker in state.workers.iter().filter(|w| w.takes(&message)) {
+                    let _ = worker.queue.send(rendered.clone());
                 }
             }
         });
