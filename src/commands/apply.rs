@@ -164,7 +164,7 @@ fn announce(
             }
             messages.push(Message::failure(
                 name,
-                &format!("failed at {step}: {error}"),
+                &format!("failed at {}", crate::notify::step_failed(step, error)),
                 Some(plan),
                 revision,
             ));

@@ -626,12 +626,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 "{now}: failed at {step}, rolled back {} step(s)",
                 undo.run.len()
             ));
-            // An error that already names its step is not prefixed twice.
-            let reason = if error.starts_with(&format!("{step}:")) {
-                error
-            } else {
-                format!("{step}: {error}")
-            };
+            let reason = notifications::step_failed(&step, &error);
             failed_plan = Some(plan);
             (Phase::Failed, reason, Exit::Error)
         }

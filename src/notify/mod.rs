@@ -196,6 +196,16 @@ impl Message {
     }
 }
 
+/// `step: error`, for failure texts; an error that already names its step is not
+/// prefixed twice ("failed: bake: bake: ..." read badly).
+pub fn step_failed(step: &str, error: &str) -> String {
+    if error.starts_with(&format!("{step}:")) {
+        error.to_owned()
+    } else {
+        format!("{step}: {error}")
+    }
+}
+
 /// The idempotency key of one event about one plan or release of one client.
 fn key(client: &str, event: NotifyEvent, hash: &str) -> String {
     format!("{client}:{}:{hash}", event_name(event))
@@ -750,6 +760,12 @@ mod tests {
         let acme_only = route(vec![], Some("acme"));
         assert!(acme_only.wants(NotifyEvent::Scheduled, "acme"));
         assert!(!acme_only.wants(NotifyEvent::Scheduled, "other"));
+    }
+
+    #[test]
+    fn a_failure_names_its_step_once() {
+        assert_eq!(step_failed("bake", "bake: 503 at /"), "bake: 503 at /");
+        assert_eq!(step_failed("deploy", "build ERROR"), "deploy: build ERROR");
     }
 
     #[test]
