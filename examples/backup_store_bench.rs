@@ -7,16 +7,14 @@
 //! (`STEWARD_BENCH_DATABASE_URL`, default `postgres://postgres@127.0.0.1:5432/postgres`) and
 //! `moto_server` (`pip install 'moto[server]'`); creates and drops one database.
 
-use std::path::{Path, PathBuf};
+#[path = "support/mod.rs"]
+mod support;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use support::{admin_url, steward_binary};
 
 use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
-
-fn admin_url() -> String {
-    std::env::var("STEWARD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
@@ -27,24 +25,6 @@ fn with_database(url: &str, name: &str) -> String {
         Some(q) => format!("{base}/{name}?{q}"),
         None => format!("{base}/{name}"),
     }
-}
-
-/// The release `steward` binary next to this example, built if missing.
-fn steward_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/examples")
-        .join("steward");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--bin", "steward"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "cannot build steward");
-    }
-    binary
 }
 
 /// Peak resident memory of a process, in KiB, from /proc.

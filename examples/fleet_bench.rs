@@ -13,10 +13,14 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) that allows `max_connections` ≥ 40.
 //! It creates `steward_bench_<pid>_<n>` databases and drops them at the end.
 
-use std::path::{Path, PathBuf};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::{admin_url, steward_binary};
 
 use sqlx::{Connection, Executor, PgConnection};
 use steward::emulator::vercel::{EmulatorConfig, RunningEmulator};
@@ -27,32 +31,9 @@ const SHA1: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2";
 const SHA2: &str = "f6e5d4c3b2a1f6e5d4c3b2a1f6e5d4c3b2a1f6e5";
 const CONCURRENCY: usize = 16;
 
-fn admin_url() -> String {
-    std::env::var("STEWARD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 fn database_url(admin: &str, name: &str) -> String {
     let (base, _) = admin.rsplit_once('/').expect("a URL with a database");
     format!("{base}/{name}")
-}
-
-/// The release `steward` binary next to this example, built if missing.
-fn steward_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/examples")
-        .join("steward");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--bin", "steward"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "cannot build steward");
-    }
-    binary
 }
 
 fn client_name(i: usize) -> String {

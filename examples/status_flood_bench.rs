@@ -9,13 +9,17 @@
 //! local Postgres (`STEWARD_BENCH_DATABASE_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/postgres`); creates and drops one database.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::io::Write;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use support::{admin_url, steward_binary};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
 use steward::emulator::vercel::{EmulatorConfig, RunningEmulator};
@@ -24,29 +28,6 @@ const TOKEN: &str = "flood-bench-token";
 const SHA1: &str = "a1b2c3d4e5f6a1b2c3d4e5f6a1b2c3d4e5f6a1b2";
 const SHA2: &str = "f6e5d4c3b2a1f6e5d4c3b2a1f6e5d4c3b2a1f6e5";
 const DAEMON_FDS: u32 = 1024;
-
-fn admin_url() -> String {
-    std::env::var("STEWARD_BENCH_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-/// The release `steward` binary next to this example, built if missing.
-fn steward_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    let binary = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/examples")
-        .join("steward");
-    if !binary.exists() {
-        let status = Command::new(env!("CARGO"))
-            .args(["build", "--release", "--bin", "steward"])
-            .status()
-            .expect("cargo build");
-        assert!(status.success(), "cannot build steward");
-    }
-    binary
-}
 
 fn write_fleet(dir: &Path, emulator: &RunningEmulator) {
     let migrations = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
