@@ -65,6 +65,12 @@ async fn a_backup_is_0600_in_a_0700_folder_with_no_temporary_file_left_and_is_re
     fs::set_permissions(backups(&world), fs::Permissions::from_mode(0o755)).expect("chmod");
     let out = world.setup(&["backup", "shop"]);
     world.assert_no_secret(&out);
+    // Sizes and durations in human units, never a raw byte count.
+    assert!(
+        stdout(&out).contains(" KiB in ") && !stdout(&out).contains(" bytes"),
+        "{}",
+        stdout(&out)
+    );
 
     assert_eq!(mode(&backups(&world)), 0o700, "the client's folder");
     let files = names(&backups(&world));

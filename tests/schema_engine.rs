@@ -419,19 +419,29 @@ async fn verify_fails_when_row_level_security_is_off() {
         fleet.path().join("clients/shop.yaml"),
         client.replace(
             "    schemaVersion:",
-            "    verify: {rlsTables: [accounts]}\n    schemaVersion:",
+            "    verify:\n      rlsTables: [accounts]\n      checks:\n        - {name: no accounts yet, sql: \"select count(*) = 0 from accounts\"}\n        - {name: always false, sql: \"select false\"}\n        - {name: a count, sql: \"select count(*) from accounts\"}\n    schemaVersion:",
         ),
     )
     .expect("write");
-    fleet.run(&["adopt", "shop"]);
-    fleet.run(&["migrate", "shop"]);
+    assert_eq!(fleet.run(&["adopt", "shop"]).status.code(), Some(0));
+    assert_eq!(fleet.run(&["migrate", "shop"]).status.code(), Some(0));
     let out = fleet.run(&["verify", "shop"]);
     assert_eq!(out.status.code(), Some(1));
+    let said = format!("{}{}", stdout(&out), stderr(&out));
     assert!(
-        stdout(&out).contains("FAIL RLS on accounts: row level security is disabled"),
-        "{}",
-        stdout(&out)
+        said.contains("FAIL RLS on accounts: row level security is disabled"),
+        "{said}"
     );
+    assert!(said.contains("pass no accounts yet"), "{said}");
+    assert!(said.contains("FAIL always false"), "{said}");
+    // A check that returns a number, not a boolean, is told in SQL's words.
+    assert!(
+        said.contains("a count") && said.contains("boolean"),
+        "{said}"
+    );
+    for internal in ["Some(", "None", "Option<", "core::", "Rust type"] {
+        assert!(!said.contains(internal), "`{internal}` leaked: {said}");
+    }
 }
 
 async fn wait_for_activity(db: &TestDb, needle: &str) {
