@@ -11,7 +11,7 @@ use anyhow::{Result, bail};
 
 use super::pause::{Traffic, set_traffic};
 use super::support::{
-    actor, database_url, fleet_revision, flush_notifications, load_client, mark, notifier, pg,
+    actor, database_url, fleet_revision, flush_notifications, load_client, notifier, pg,
 };
 use crate::apply::record::{self, Event, EventKind};
 use crate::cli::RestoreArgs;
@@ -19,7 +19,7 @@ use crate::exit::{Exit, Refused};
 use crate::manifest::{Client, Fleet};
 use crate::output::Printer;
 use crate::postgres::backup::BackupInfo;
-use crate::postgres::{self, Access, Actor, Session, backup};
+use crate::postgres::{self, Actor, Session, backup};
 use crate::progress::{self, Progress};
 
 pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
@@ -61,31 +61,15 @@ pub async fn run(args: RestoreArgs, printer: &Printer) -> Result<Exit> {
 /// The restored database passes the client's verify checks, or the restore failed.
 async fn verify(fleet: &Fleet, client: &Client, printer: &Printer) -> Result<Exit> {
     let name = &client.config.name;
-    let url = database_url(client)?;
-    let mut conn = postgres::connect(name, &url, Access::ReadOnly)
-        .await
-        .map_err(pg)?;
-    let report = postgres::verify(
-        &mut conn,
-        name,
-        &fleet.catalog,
-        &client.config.database,
+    let (passed, out) = super::verify::check(
+        fleet,
+        client,
         None,
+        &format!("verify {name} after the restore"),
     )
-    .await;
-    postgres::close(conn).await;
-    let report = report.map_err(pg)?;
-    let mut out = format!("verify {name} after the restore\n");
-    for check in &report.checks {
-        out.push_str(&format!(
-            "  {} {}: {}\n",
-            mark(check.passed),
-            check.name,
-            check.detail
-        ));
-    }
+    .await?;
     printer.out(out.trim_end());
-    if !report.passed() {
+    if !passed {
         bail!("client {name}: the restored database failed verification");
     }
     Ok(Exit::Success)

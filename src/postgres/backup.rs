@@ -256,7 +256,7 @@ pub async fn take(
     )
     .await?;
     let (sha256, size) = digest(client, partial.path()).await?;
-    let info = BackupInfo {
+    let mut info = BackupInfo {
         id,
         client: client.to_owned(),
         schema_version: version.map(ToString::to_string),
@@ -276,7 +276,6 @@ pub async fn take(
             format!("cannot finish {}: {}", file.display(), e.error),
         )
     })?;
-    let mut info = info;
     // Off the machine before it counts: a backup the store lacks is no backup there.
     let kept = async {
         if let Some(remote) = store.open_remote(client)? {
