@@ -28,6 +28,7 @@ const OPERATIONS: &[&str] = &[
     "requestRollback",
     "pauseProject",
     "unpauseProject",
+    "updateProject",
 ];
 
 fn require_node_and_sdk(sdk_dir: &Path) {

@@ -217,4 +217,56 @@ await op("getProject (unpaused)", async () => {
   return p;
 });
 
+// promotion: turn the project's auto-assignment of production domains off and read it
+// back (steward's take-over), then a push to the production branch (the emulator's
+// admin call standing in for GitHub) builds a Git deployment whose metadata names the
+// commit's author; with auto-assignment off it stays STAGED.
+await op("updateProject (autoAssignCustomDomains off)", async () => {
+  const p = await vercel.projects.updateProject({
+    idOrName: projectId,
+    requestBody: { autoAssignCustomDomains: false },
+  });
+  if (p.autoAssignCustomDomains !== false) {
+    throw new Error(`autoAssignCustomDomains is ${p.autoAssignCustomDomains} in the answer`);
+  }
+  return p;
+});
+await op("getProject (auto-assignment off)", async () => {
+  const p = await vercel.projects.getProject({ idOrName: projectId });
+  if (p.autoAssignCustomDomains !== false) {
+    throw new Error(`autoAssignCustomDomains is ${p.autoAssignCustomDomains} after updateProject`);
+  }
+  return p;
+});
+const pushed = await fetch(new URL("/_emulator/push", baseURL), {
+  method: "POST",
+  headers: { "content-type": "application/json" },
+  body: JSON.stringify({
+    sha: sha("c"),
+    author: "octo-dev",
+    authorName: "Octo Dev",
+    message: "Merge pull request #7 from octo/fast-fix",
+    projects: [observed.name],
+  }),
+}).then((r) => r.json());
+const gitBuild = pushed?.deployments?.[0]?.id;
+await op("getDeployment (Git push, staged)", async () => {
+  if (!gitBuild) throw new Error(`the push made no build: ${JSON.stringify(pushed)}`);
+  const d = await waitReady(gitBuild);
+  if (d.readySubstate !== "STAGED") throw new Error(`readySubstate is ${d.readySubstate}`);
+  if (d.meta?.githubCommitAuthorLogin !== "octo-dev" || d.creator?.username !== "octo-dev") {
+    throw new Error(`author not in meta/creator: ${JSON.stringify([d.meta, d.creator])}`);
+  }
+  return d;
+});
+await op("getDeployments (Git push)", () =>
+  vercel.deployments.getDeployments({ projectId, target: "production", sha: sha("c") }),
+);
+await op("updateProject (autoAssignCustomDomains on)", () =>
+  vercel.projects.updateProject({
+    idOrName: projectId,
+    requestBody: { autoAssignCustomDomains: true },
+  }),
+);
+
 process.exit(failures === 0 ? 0 : 1);

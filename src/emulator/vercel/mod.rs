@@ -4,6 +4,7 @@
 //! `/_emulator/` admin endpoints.
 
 pub mod limits;
+pub mod promotion;
 mod routes;
 mod state;
 
@@ -161,6 +162,34 @@ impl RunningEmulator {
         };
         self.shared.persist();
         id
+    }
+
+    /// A push to the production branch (see [`promotion::Push`]): the builds it made,
+    /// as (project name, deployment id).
+    pub fn push(&self, push: &promotion::Push) -> Result<Vec<(String, String)>, String> {
+        let built = self.shared.lock().push(push)?;
+        self.shared.persist();
+        Ok(built)
+    }
+
+    /// Turn a project's auto-assignment of production domains on or off, as its owner
+    /// would in Vercel's dashboard.
+    pub fn set_auto_assign(&self, project: &str, on: bool) {
+        let mut state = self.shared.lock();
+        let id = state
+            .projects
+            .values()
+            .find(|p| p.name == project || p.id == project)
+            .map(|p| p.id.clone());
+        if let Some(id) = id {
+            let _ = promotion::update_project(
+                &mut state,
+                &id,
+                &serde_json::json!({"autoAssignCustomDomains": on}),
+            );
+        }
+        drop(state);
+        self.shared.persist();
     }
 
     /// Replace the injected faults.

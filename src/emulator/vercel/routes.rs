@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 
 use super::Shared;
 use super::limits::{self, LimitsChange};
+use super::promotion;
 use super::state::{Deployment, EnvVar, State, now_ms};
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
@@ -237,6 +238,7 @@ fn admin_request(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
             },
             Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
         },
+        ("POST", "push") => push(shared, input),
         ("GET", "stats") => ok(
             StatusCode::OK,
             serde_json::to_value(&shared.lock().stats).unwrap_or_default(),
@@ -249,6 +251,34 @@ fn admin_request(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> R
     };
     shared.persist();
     response
+}
+
+/// `POST /_emulator/push`: see [`promotion::Push`].
+fn push(shared: &Shared, input: Value) -> Response {
+    let push: promotion::Push = match serde_json::from_value(input) {
+        Ok(push) => push,
+        Err(err) => return error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
+    };
+    match shared.lock().push(&push) {
+        Ok(built) => ok(
+            StatusCode::CREATED,
+            json!({"deployments": built.iter().map(|(project, id)| json!({"project": project, "id": id})).collect::<Vec<_>>()}),
+        ),
+        Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+    }
+}
+
+fn update_project(state: &mut State, p: &str, input: &Value, team: Option<&str>) -> Response {
+    let Some(project_id) = state.project_id(p, team) else {
+        return not_found("project", p);
+    };
+    match promotion::update_project(state, &project_id, input) {
+        Ok(()) => ok(
+            StatusCode::OK,
+            state.project_json(&state.projects[&project_id]),
+        ),
+        Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+    }
 }
 
 fn api_request(
@@ -330,6 +360,7 @@ fn api_request(
             Some(id) => ok(StatusCode::OK, state.project_json(&state.projects[&id])),
             None => not_found("project", p),
         },
+        ("PATCH", ["v9", "projects", p]) => update_project(&mut state, p, &input, team),
         ("POST", ["v9" | "v10", "projects", p, "promote", d]) => {
             alias(&mut state, p, d, team, "promote")
         }
@@ -527,6 +558,7 @@ fn create_deployment(
         promoted: false,
         settled: false,
         source: source.to_owned(),
+        commit: None,
     };
     let json = state.deployment_view(&deployment);
     state.deployments.insert(id, deployment);

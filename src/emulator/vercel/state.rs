@@ -67,6 +67,9 @@ pub struct Deployment {
     /// Handled when it reached READY (auto-assigned or staged).
     pub settled: bool,
     pub source: String,
+    /// The pushed commit, for a build Vercel's Git integration made (`source: git`).
+    #[serde(default)]
+    pub commit: Option<super::promotion::Commit>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -284,14 +287,9 @@ impl State {
             "createdIn": "iad1",
             "regions": ["iad1"],
             "ownerId": project.and_then(|p| p.team.clone()).unwrap_or_else(|| "usr_emulator".to_owned()),
-            "creator": {"uid": "usr_emulator", "username": "steward", "email": "steward@emulator.invalid"},
+            "creator": super::promotion::creator(d),
             "inspectorUrl": format!("https://vercel.com/emulator/{}/{}", d.name, d.id),
-            "meta": {
-                "githubCommitSha": d.sha,
-                "githubCommitRef": d.git_ref,
-                "githubCommitRepoId": repo_id.to_string(),
-                "githubDeployment": "1",
-            },
+            "meta": super::promotion::meta(d, project),
             "gitSource": {"type": "github", "repoId": repo_id, "ref": d.git_ref, "sha": d.sha},
             "alias": alias,
             "automaticAliases": [d.host.clone()],
