@@ -9,7 +9,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use steward::emulator::vercel::{EmulatorConfig, RunningEmulator};
+use steward::emulator::vercel::{EmulatorConfig, RunningEmulator, Traffic};
 
 const TOKEN: &str = "sdk-conformance-token";
 
@@ -29,6 +29,14 @@ const OPERATIONS: &[&str] = &[
     "pauseProject",
     "unpauseProject",
     "updateProject",
+    "deleteRollingReleaseConfig",
+    "updateRollingReleaseConfig",
+    "getRollingReleaseConfig",
+    "startRollingRelease",
+    "getRollingRelease",
+    "getRuntimeLogs",
+    "approveRollingReleaseStage",
+    "completeRollingRelease",
 ];
 
 fn require_node_and_sdk(sdk_dir: &Path) {
@@ -53,6 +61,14 @@ async fn the_official_sdk_accepts_every_answer_to_the_operations_steward_calls()
     config.build_time = Duration::from_millis(200);
     let emulator = RunningEmulator::start(config).await.expect("emulator");
     emulator.create_project("sdk-shop", None);
+    // Traffic for every deployment, so the canary's runtime logs have lines to validate.
+    emulator.set_traffic(
+        "*",
+        Traffic {
+            requests_per_second: 100.0,
+            error_rate: 0.1,
+        },
+    );
 
     let run = tokio::process::Command::new("node")
         .arg(sdk_dir.join("conformance.mjs"))

@@ -136,15 +136,36 @@ impl VercelClient {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// One API call with retries, within the client's budget. `query` excludes `teamId`,
-    /// which is added here.
-    async fn call<T: DeserializeOwned>(
+    /// One API call with retries, its JSON answer read as `T`. `query` excludes
+    /// `teamId`, which is added here.
+    pub(super) async fn call<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
     ) -> Result<T, VercelError> {
+        let bytes = self.call_raw(method, path, query, body).await?;
+        let value: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        serde_json::from_value(value).map_err(|e| VercelError::Shape {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// One API call with retries, within the client's budget: the answer's bytes, for
+    /// the calls whose answer is not one JSON document (runtime logs).
+    pub(super) async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Vec<u8>, VercelError> {
         let key = BucketKey::new(&self.base, self.team.as_deref(), method.as_str(), path);
         let deadline = Instant::now() + self.budget.max_wait;
         let attempts = AtomicU64::new(0);
@@ -173,7 +194,7 @@ impl VercelClient {
             })
             .notify(|err, after| tracing::warn!(path, error = %err, retry_in_ms = after.as_millis() as u64, "Vercel call failed; retrying"))
             .await;
-        let value = result.map_err(|err| match err {
+        result.map_err(|err| match err {
             // Held back by the limiter: that last attempt was never sent.
             VercelError::RateLimited {
                 endpoint,
@@ -199,10 +220,6 @@ impl VercelClient {
                 }
             }
             _ => err,
-        })?;
-        serde_json::from_value(value).map_err(|e| VercelError::Shape {
-            path: path.to_owned(),
-            reason: e.to_string(),
         })
     }
 
@@ -215,7 +232,7 @@ impl VercelClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, VercelError> {
+    ) -> Result<Vec<u8>, VercelError> {
         let ticket = LIMITER
             .acquire(key, deadline, self.label.as_deref())
             .await
@@ -265,14 +282,10 @@ impl VercelClient {
             url: url.clone(),
             reason: without_url(&e),
         })?;
-        let value: Value = if bytes.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
-        };
         if status.is_success() {
-            return Ok(value);
+            return Ok(bytes.to_vec());
         }
+        let value: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         Err(api_error(status, &headers, &value))
     }
 

@@ -7,6 +7,7 @@ mod client;
 mod error;
 pub mod health;
 pub mod limiter;
+pub mod rolling;
 
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,7 @@
 
 import { Vercel } from "@vercel/sdk";
 import { HTTPClient } from "@vercel/sdk/lib/http.js";
+import { GetRuntimeLogsResponseBody$inboundSchema } from "@vercel/sdk/models/getruntimelogsop.js";
 
 const [baseURL, token, project] = [
   process.argv[2] ?? process.env.VERCEL_BASE_URL,
@@ -25,11 +26,25 @@ if (!baseURL || !token || !project) {
 // steward builds with `autoAssignCustomDomains: false` (the CLI's `--skip-domain`), so a
 // build stays STAGED until steward promotes it. The SDK's request model lacks the field
 // and would strip it, so it is added to the body on the wire, as steward sends it.
+// Likewise the SDK's updateRollingReleaseConfig sends no body at all (1.28.35), so the
+// stages steward sends are put on the wire here.
+const ROLLING_CONFIG = {
+  enabled: true,
+  advancementType: "manual-approval",
+  target: "production",
+  stages: [{ targetPercentage: 10 }, { targetPercentage: 50 }, { targetPercentage: 100 }],
+};
 const httpClient = new HTTPClient({
   fetcher: async (request) => {
-    if (request.method === "POST" && new URL(request.url).pathname === "/v13/deployments") {
+    const path = new URL(request.url).pathname;
+    if (request.method === "POST" && path === "/v13/deployments") {
       const body = { ...JSON.parse(await request.text()), autoAssignCustomDomains: false };
       return fetch(new Request(request, { body: JSON.stringify(body) }));
+    }
+    if (request.method === "PATCH" && path.endsWith("/rolling-release/config")) {
+      const headers = new Headers(request.headers);
+      headers.set("content-type", "application/json");
+      return fetch(new Request(request, { body: JSON.stringify(ROLLING_CONFIG), headers }));
     }
     return fetch(request);
   },
@@ -268,5 +283,97 @@ await op("updateProject (autoAssignCustomDomains on)", () =>
     requestBody: { autoAssignCustomDomains: true },
   }),
 );
+
+// progressive rollout: configure, start a rolling release of a third build, read it,
+// approve a stage, complete; a fourth build is aborted by rolling back to the current one
+await op("deleteRollingReleaseConfig", () =>
+  vercel.rollingRelease.deleteRollingReleaseConfig({ idOrName: projectId }),
+);
+await op("updateRollingReleaseConfig", () =>
+  vercel.rollingRelease.updateRollingReleaseConfig({ idOrName: projectId }),
+);
+await op("getRollingReleaseConfig", async () => {
+  const c = await vercel.rollingRelease.getRollingReleaseConfig({ idOrName: projectId });
+  const percents = c.rollingRelease?.stages?.map((s) => s.targetPercentage).join(",");
+  if (percents !== "10,50,100") throw new Error(`stages are ${percents} after the update`);
+  return c;
+});
+/** A build promoted to production as steward's bake leaves it, or one left staged. */
+const ready = async (digit) => {
+  const d = await build(digit);
+  return waitReady(d.id);
+};
+const third = await op("createDeployment (canary)", () => ready("e"));
+/** Check the rolling release document: its state, canary and percent. */
+const expectRelease = (name, state, percent) => async (answer) => {
+  const r = answer.rollingRelease;
+  if (r?.state !== state || r.currentCanaryPercentage !== percent) {
+    throw new Error(`${name}: state ${r?.state}, percent ${r?.currentCanaryPercentage}`);
+  }
+  return answer;
+};
+if (third) {
+  await op("startRollingRelease", async () =>
+    expectRelease("start", "ACTIVE", 10)(
+      await vercel.rollingRelease.startRollingRelease({
+        idOrName: projectId,
+        requestBody: { canaryDeploymentId: third.id },
+      }),
+    ),
+  );
+  await op("getRollingRelease", async () =>
+    expectRelease("get", "ACTIVE", 10)(
+      await vercel.rollingRelease.getRollingRelease({ idOrName: projectId }),
+    ),
+  );
+  await op("getRuntimeLogs", async () => {
+    // The SDK reads the whole stream as one object, so each line goes through the SDK's
+    // own schema for a runtime log.
+    await sleep(300);
+    const url = `${baseURL}/v1/projects/${projectId}/deployments/${third.id}/runtime-logs`;
+    const response = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+    const type = response.headers.get("content-type");
+    if (!response.ok || type !== "application/stream+json") {
+      throw new Error(`runtime logs answered ${response.status} ${type}`);
+    }
+    const lines = (await response.text()).split("\n").filter((l) => l.length > 0);
+    for (const line of lines) GetRuntimeLogsResponseBody$inboundSchema.parse(JSON.parse(line));
+    if (lines.length === 0) throw new Error("no runtime logs for a canary with traffic");
+    return lines;
+  });
+  await op("approveRollingReleaseStage", async () =>
+    expectRelease("approve", "ACTIVE", 50)(
+      await vercel.rollingRelease.approveRollingReleaseStage({
+        idOrName: projectId,
+        requestBody: { nextStageIndex: 1, canaryDeploymentId: third.id },
+      }),
+    ),
+  );
+  await op("completeRollingRelease", async () =>
+    expectRelease("complete", "COMPLETE", 100)(
+      await vercel.rollingRelease.completeRollingRelease({
+        idOrName: projectId,
+        requestBody: { canaryDeploymentId: third.id },
+      }),
+    ),
+  );
+  const fourth = await op("createDeployment (aborted canary)", () => ready("f"));
+  if (fourth) {
+    await op("startRollingRelease (to abort)", () =>
+      vercel.rollingRelease.startRollingRelease({
+        idOrName: projectId,
+        requestBody: { canaryDeploymentId: fourth.id },
+      }),
+    );
+    await op("requestRollback (aborts the rolling release)", () =>
+      vercel.projects.requestRollback({ projectId, deploymentId: third.id }),
+    );
+    await op("getRollingRelease (aborted)", async () =>
+      expectRelease("aborted", "ABORTED", 0)(
+        await vercel.rollingRelease.getRollingRelease({ idOrName: projectId, state: "ABORTED" }),
+      ),
+    );
+  }
+}
 
 process.exit(failures === 0 ? 0 : 1);

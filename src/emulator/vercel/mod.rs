@@ -5,8 +5,10 @@
 
 pub mod limits;
 pub mod promotion;
+mod rolling;
 mod routes;
 mod state;
+mod traffic;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 pub use state::{Faults, State};
+pub use traffic::Traffic;
 
 /// How to start an emulator.
 #[derive(Debug, Clone)]
@@ -199,6 +202,28 @@ impl RunningEmulator {
 
     pub fn update_faults(&self, change: impl FnOnce(&mut Faults)) {
         change(&mut self.shared.lock().faults);
+    }
+
+    /// Make rolling releases available on a project or not (a plan without them).
+    pub fn set_rolling_releases_available(&self, project: &str, available: bool) {
+        {
+            let mut state = self.shared.lock();
+            if let Some(id) = state.project_id_any_scope(project) {
+                state
+                    .projects
+                    .get_mut(&id)
+                    .expect("found above")
+                    .rolling_unavailable = !available;
+            }
+        }
+        self.shared.persist();
+    }
+
+    /// Set the synthetic traffic that deployments of `sha` (`*` for any) serve.
+    pub fn set_traffic(&self, sha: &str, traffic: Traffic) {
+        self.update_faults(|f| {
+            f.traffic.insert(sha.to_owned(), traffic);
+        });
     }
 
     /// Change the rate limits (endpoint → limit, `None` for none, `*` for every endpoint).

@@ -90,6 +90,7 @@ impl State {
                 settled: false,
                 source: "git".to_owned(),
                 commit: Some(push.commit.clone()),
+                shares: Vec::new(),
             };
             self.deployments.insert(id.clone(), deployment);
             built.push((name, id));

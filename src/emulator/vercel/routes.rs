@@ -1,6 +1,8 @@
-//! Request handling: auth, team scope, injected faults, then one handler per operation.
-//! Paths are matched by hand rather than by a router table because each operation is
-//! served under several versions (`/v9` and `/v10`, ...) exactly as Vercel keeps old ones.
+//! Request handling: one axum route per operation, each under every version Vercel still
+//! serves (`/v9` and `/v10`, ...). A middleware in front of the API routes does what is
+//! common to all of them, in Vercel's order: auth, injected faults, team scope, the
+//! per-endpoint rate limit, then the request counters. Requests to a deployment's own
+//! host (`*.vercel.app`) are answered as the app would, before any routing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,23 +10,151 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State as AxumState;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::extract::{Path, Query as QueryParams, Request, State as AxumState};
+use axum::http::{HeaderValue, Method, StatusCode};
+use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde_json::{Value, json};
 
 use super::Shared;
 use super::limits::{self, LimitsChange};
 use super::promotion;
 use super::state::{Deployment, EnvVar, State, now_ms};
-
-pub(crate) fn router(shared: Arc<Shared>) -> Router {
-    Router::new().fallback(handle).with_state(shared)
-}
+use super::{rolling, traffic};
 
 type Query = HashMap<String, String>;
+type Ctx = AxumState<Arc<Shared>>;
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+/// Register one operation under each API version that serves it.
+fn versions(
+    router: Router<Arc<Shared>>,
+    versions: &[&str],
+    path: &str,
+    handler: MethodRouter<Arc<Shared>>,
+) -> Router<Arc<Shared>> {
+    versions.iter().fold(router, |router, version| {
+        router.route(&format!("/{version}{path}"), handler.clone())
+    })
+}
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new();
+    let api = versions(api, &["v6", "v7"], "/deployments", get(list_deployments));
+    let api = versions(api, &["v13"], "/deployments", post(create_deployment));
+    let api = versions(api, &["v13"], "/deployments/{id}", get(get_deployment));
+    let api = versions(
+        api,
+        &["v9"],
+        "/projects/{p}",
+        get(get_project).patch(update_project),
+    );
+    let api = versions(
+        api,
+        &["v9", "v10"],
+        "/projects/{p}/promote/{d}",
+        post(promote),
+    );
+    let api = versions(
+        api,
+        &["v1", "v9"],
+        "/projects/{p}/rollback/{d}",
+        post(rollback),
+    );
+    let api = versions(api, &["v1"], "/projects/{p}/pause", post(pause));
+    let api = versions(api, &["v1"], "/projects/{p}/unpause", post(unpause));
+    let api = versions(
+        api,
+        &["v8", "v9", "v10"],
+        "/projects/{p}/env",
+        get(list_env),
+    );
+    let api = versions(api, &["v10"], "/projects/{p}/env", post(create_env));
+    let api = versions(api, &["v1", "v10"], "/projects/{p}/env/{id}", get(get_env));
+    let api = versions(
+        api,
+        &["v9", "v10"],
+        "/projects/{p}/env/{id}",
+        patch(edit_env),
+    );
+    let api = versions(
+        api,
+        &["v8", "v9", "v10"],
+        "/projects/{p}/env/{id}",
+        delete(delete_env),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/rolling-release/config",
+        get(rolling::get_config)
+            .patch(rolling::set_config)
+            .delete(rolling::delete_config),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/rolling-release",
+        get(rolling::get_release),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/rolling-release/start",
+        post(rolling::start),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/rolling-release/approve-stage",
+        post(rolling::approve_stage),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/rolling-release/complete",
+        post(rolling::complete),
+    );
+    let api = versions(
+        api,
+        &["v1"],
+        "/projects/{p}/deployments/{d}/runtime-logs",
+        get(traffic::runtime_logs),
+    );
+    let api = api
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(unknown_route)
+        .layer(from_fn_with_state(shared.clone(), api_guard));
+
+    let admin = Router::new()
+        .route("/_emulator/teams", post(admin_team))
+        .route("/_emulator/projects", post(admin_project))
+        .route("/_emulator/push", post(admin_push))
+        .route(
+            "/_emulator/projects/{p}/rolling-releases",
+            post(rolling::admin_availability),
+        )
+        .route(
+            "/_emulator/faults",
+            get(admin_faults).post(admin_set_faults),
+        )
+        .route(
+            "/_emulator/limits",
+            get(admin_limits).post(admin_set_limits),
+        )
+        .route(
+            "/_emulator/stats",
+            get(admin_stats).delete(admin_reset_stats),
+        )
+        .route("/_emulator/{*rest}", axum::routing::any(admin_unknown));
+
+    admin
+        .merge(api)
+        .layer(from_fn_with_state(shared.clone(), by_host))
+        .with_state(shared)
+}
+
+pub(super) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         axum::Json(json!({"error": {"code": code, "message": message.into()}})),
@@ -32,11 +162,11 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-fn ok(status: StatusCode, body: Value) -> Response {
+pub(super) fn ok(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-fn not_found(what: &str, id: &str) -> Response {
+pub(super) fn not_found(what: &str, id: &str) -> Response {
     error(
         StatusCode::NOT_FOUND,
         "not_found",
@@ -44,32 +174,53 @@ fn not_found(what: &str, id: &str) -> Response {
     )
 }
 
-async fn handle(
-    AxumState(shared): AxumState<Arc<Shared>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let host = headers
+/// The team a request is scoped to (`?teamId=`), `None` for the token's own account.
+pub(super) fn team(query: &Query) -> Option<&str> {
+    query.get("teamId").map(String::as_str)
+}
+
+/// A JSON request body; an empty or malformed one reads as `null`, which each handler
+/// refuses in Vercel's words for the fields it needs.
+pub(super) fn json_body(body: &[u8]) -> Value {
+    serde_json::from_slice(body).unwrap_or(Value::Null)
+}
+
+/// Requests addressed to a deployment's own host are the app's, not the API's.
+async fn by_host(ctx: Ctx, request: Request, next: Next) -> Response {
+    let host = request
+        .headers()
         .get("host")
         .and_then(|h| h.to_str().ok())
         .unwrap_or_default();
     let host = host.split(':').next().unwrap_or_default().to_owned();
     if host.ends_with(".vercel.app") {
-        return app_request(&shared, &host);
+        return app_request(&ctx.0, &host);
     }
-    let path = uri.path().to_owned();
-    let query: Query = uri.query().map(form_urlencoded_pairs).unwrap_or_default();
-    if let Some(admin) = path.strip_prefix("/_emulator/") {
-        return admin_request(&shared, &method, admin, &body);
-    }
+    next.run(request).await
+}
 
+/// What every API operation shares: latency, auth, faults, team scope, rate limits,
+/// then settling builds before the handler and counting and persisting after it.
+async fn api_guard(AxumState(shared): Ctx, request: Request, next: Next) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
     let latency = shared.lock().faults.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
     }
-    let response = api_request(&shared, &method, &path, &query, &headers, &body);
+    let response = match admit(&shared, &request) {
+        Err(refusal) => *refusal,
+        Ok(verdict) => {
+            let mut response = next.run(request).await;
+            if let Some(verdict) = verdict {
+                verdict.add_headers(response.headers_mut());
+            }
+            if method != Method::GET {
+                shared.persist();
+            }
+            response
+        }
+    };
     let mut state = shared.lock();
     state.stats.requests += 1;
     *state
@@ -83,6 +234,100 @@ async fn handle(
         .entry(format!("{method} {}", route_name(&path)))
         .or_default() += 1;
     response
+}
+
+/// Let a request through (with the rate-limit window it counted against) or refuse it.
+fn admit(shared: &Shared, request: &Request) -> Result<Option<limits::Verdict>, Box<Response>> {
+    let path = request.uri().path();
+    let bearer = request
+        .headers()
+        .get("authorization")
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "));
+    if bearer != Some(shared.token.as_str()) {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not authorized",
+        )));
+    }
+    let mut state = shared.lock();
+    if state.faults.rate_limit > 0 {
+        state.faults.rate_limit -= 1;
+        let retry = state.faults.retry_after_secs;
+        let reset = now_ms() / 1000 + retry;
+        let mut response = (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(json!({"error": {"code": "rate_limited", "message": format!("The rate limit of 100 exceeded for '{path}'. Try again in {retry} seconds"),
+                "limit": {"remaining": 0, "reset": reset, "resetMs": reset * 1000, "total": 100}}})),
+        )
+            .into_response();
+        let h = response.headers_mut();
+        h.insert("retry-after", HeaderValue::from(retry));
+        h.insert("x-ratelimit-limit", HeaderValue::from(100u32));
+        h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
+        h.insert("x-ratelimit-reset", HeaderValue::from(reset));
+        return Err(Box::new(response));
+    }
+    if state.faults.errors > 0
+        && (state.faults.error_path.is_empty() || path.contains(&state.faults.error_path))
+    {
+        state.faults.errors -= 1;
+        return Err(Box::new(error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_server_error",
+            "An unexpected internal error occurred",
+        )));
+    }
+    let query: Query = request
+        .uri()
+        .query()
+        .map(form_urlencoded_pairs)
+        .unwrap_or_default();
+    let team = team(&query);
+    if let Some(team) = team
+        && !state.teams.contains(team)
+    {
+        return Err(Box::new(error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "You don't have permission to access this team",
+        )));
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // Vercel counts per endpoint and per scope: the team, or the token's user.
+    let verdict = limits::endpoint(request.method().as_str(), &segments).and_then(|endpoint| {
+        state
+            .limits
+            .count(team.unwrap_or("user"), endpoint, now_ms())
+    });
+    if let Some(verdict) = &verdict
+        && !verdict.allowed()
+    {
+        return Err(Box::new(verdict.refusal(path)));
+    }
+    state.settle();
+    Ok(verdict)
+}
+
+/// A path no operation serves: 404, or 405 for a method Vercel's API never takes.
+async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
+    if matches!(
+        method,
+        Method::GET | Method::POST | Method::PATCH | Method::DELETE
+    ) {
+        error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("The requested path {} was not found", uri.path()),
+        )
+    } else {
+        error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_unknown",
+            "This endpoint only supports GET, POST, PATCH and DELETE",
+        )
+    }
 }
 
 fn route_name(path: &str) -> String {
@@ -193,73 +438,87 @@ fn app_request(shared: &Shared, host: &str) -> Response {
     }
 }
 
-fn admin_request(shared: &Shared, method: &Method, path: &str, body: &[u8]) -> Response {
-    let input: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let response = match (method.as_str(), path) {
-        ("POST", "teams") => {
-            let id = input["id"].as_str().unwrap_or("team_emulator").to_owned();
-            shared.lock().teams.insert(id.clone());
-            ok(StatusCode::CREATED, json!({"id": id}))
+async fn admin_team(AxumState(shared): Ctx, body: Bytes) -> Response {
+    let input = json_body(&body);
+    let id = input["id"].as_str().unwrap_or("team_emulator").to_owned();
+    shared.lock().teams.insert(id.clone());
+    shared.persist();
+    ok(StatusCode::CREATED, json!({"id": id}))
+}
+
+async fn admin_project(AxumState(shared): Ctx, body: Bytes) -> Response {
+    let input = json_body(&body);
+    let Some(name) = input["name"].as_str() else {
+        return error(StatusCode::BAD_REQUEST, "bad_request", "name is required");
+    };
+    let team = input["team"].as_str().map(str::to_owned);
+    let id = {
+        let mut state = shared.lock();
+        if let Some(team) = &team {
+            state.teams.insert(team.clone());
         }
-        ("POST", "projects") => {
-            let Some(name) = input["name"].as_str() else {
-                return error(StatusCode::BAD_REQUEST, "bad_request", "name is required");
-            };
-            let team = input["team"].as_str().map(str::to_owned);
-            let mut state = shared.lock();
-            if let Some(team) = &team {
-                state.teams.insert(team.clone());
-            }
-            let id = state.create_project(name, team);
-            ok(StatusCode::CREATED, json!({"id": id, "name": name}))
-        }
-        ("POST", "faults") => match serde_json::from_value(input) {
-            Ok(faults) => {
-                shared.lock().faults = faults;
-                ok(StatusCode::OK, json!({"ok": true}))
-            }
-            Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
-        },
-        ("GET", "faults") => ok(
-            StatusCode::OK,
-            serde_json::to_value(&shared.lock().faults).unwrap_or_default(),
-        ),
-        ("GET", "limits") => {
-            let state = shared.lock();
-            ok(
-                StatusCode::OK,
-                json!({"limits": state.limits.limits, "stats": state.limits.stats}),
-            )
-        }
-        ("POST", "limits") => match serde_json::from_value::<LimitsChange>(input) {
-            Ok(change) => match shared.lock().limits.change(change) {
-                Ok(()) => ok(StatusCode::OK, json!({"ok": true})),
-                Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
-            },
-            Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
-        },
-        ("POST", "push") => push(shared, input),
-        ("GET", "stats") => ok(
-            StatusCode::OK,
-            serde_json::to_value(&shared.lock().stats).unwrap_or_default(),
-        ),
-        ("DELETE", "stats") => {
-            shared.lock().stats = Default::default();
-            ok(StatusCode::OK, json!({"ok": true}))
-        }
-        _ => return not_found("admin endpoint", path),
+        state.create_project(name, team)
     };
     shared.persist();
-    response
+    ok(StatusCode::CREATED, json!({"id": id, "name": name}))
+}
+
+async fn admin_faults(AxumState(shared): Ctx) -> Response {
+    ok(
+        StatusCode::OK,
+        serde_json::to_value(&shared.lock().faults).unwrap_or_default(),
+    )
+}
+
+async fn admin_set_faults(AxumState(shared): Ctx, body: Bytes) -> Response {
+    match serde_json::from_slice(&body) {
+        Ok(faults) => {
+            shared.lock().faults = faults;
+            ok(StatusCode::OK, json!({"ok": true}))
+        }
+        Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
+    }
+}
+
+async fn admin_limits(AxumState(shared): Ctx) -> Response {
+    let state = shared.lock();
+    ok(
+        StatusCode::OK,
+        json!({"limits": state.limits.limits, "stats": state.limits.stats}),
+    )
+}
+
+async fn admin_set_limits(AxumState(shared): Ctx, body: Bytes) -> Response {
+    match serde_json::from_slice::<LimitsChange>(&body) {
+        Ok(change) => match shared.lock().limits.change(change) {
+            Ok(()) => ok(StatusCode::OK, json!({"ok": true})),
+            Err(message) => error(StatusCode::BAD_REQUEST, "bad_request", message),
+        },
+        Err(err) => error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
+    }
+}
+
+async fn admin_stats(AxumState(shared): Ctx) -> Response {
+    ok(
+        StatusCode::OK,
+        serde_json::to_value(&shared.lock().stats).unwrap_or_default(),
+    )
+}
+
+async fn admin_reset_stats(AxumState(shared): Ctx) -> Response {
+    shared.lock().stats = Default::default();
+    ok(StatusCode::OK, json!({"ok": true}))
 }
 
 /// `POST /_emulator/push`: see [`promotion::Push`].
-fn push(shared: &Shared, input: Value) -> Response {
-    let push: promotion::Push = match serde_json::from_value(input) {
+async fn admin_push(AxumState(shared): Ctx, body: Bytes) -> Response {
+    let push: promotion::Push = match serde_json::from_slice(&body) {
         Ok(push) => push,
         Err(err) => return error(StatusCode::BAD_REQUEST, "bad_request", err.to_string()),
     };
-    match shared.lock().push(&push) {
+    let built = shared.lock().push(&push);
+    shared.persist();
+    match built {
         Ok(built) => ok(
             StatusCode::CREATED,
             json!({"deployments": built.iter().map(|(project, id)| json!({"project": project, "id": id})).collect::<Vec<_>>()}),
@@ -268,11 +527,17 @@ fn push(shared: &Shared, input: Value) -> Response {
     }
 }
 
-fn update_project(state: &mut State, p: &str, input: &Value, team: Option<&str>) -> Response {
-    let Some(project_id) = state.project_id(p, team) else {
-        return not_found("project", p);
+async fn update_project(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+    body: Bytes,
+) -> Response {
+    let mut state = shared.lock();
+    let Some(project_id) = state.project_id(&p, team(&query)) else {
+        return not_found("project", &p);
     };
-    match promotion::update_project(state, &project_id, input) {
+    match promotion::update_project(&mut state, &project_id, &json_body(&body)) {
         Ok(()) => ok(
             StatusCode::OK,
             state.project_json(&state.projects[&project_id]),
@@ -281,129 +546,65 @@ fn update_project(state: &mut State, p: &str, input: &Value, team: Option<&str>)
     }
 }
 
-fn api_request(
-    shared: &Shared,
-    method: &Method,
-    path: &str,
-    query: &Query,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Response {
-    let bearer = headers
-        .get("authorization")
-        .and_then(|h| h.to_str().ok())
-        .and_then(|h| h.strip_prefix("Bearer "));
-    if bearer != Some(shared.token.as_str()) {
-        return error(StatusCode::FORBIDDEN, "forbidden", "Not authorized");
-    }
-    let mut state = shared.lock();
-    if state.faults.rate_limit > 0 {
-        state.faults.rate_limit -= 1;
-        let retry = state.faults.retry_after_secs;
-        let reset = now_ms() / 1000 + retry;
-        let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
-            axum::Json(json!({"error": {"code": "rate_limited", "message": format!("The rate limit of 100 exceeded for '{path}'. Try again in {retry} seconds"),
-                "limit": {"remaining": 0, "reset": reset, "resetMs": reset * 1000, "total": 100}}})),
-        )
-            .into_response();
-        let h = response.headers_mut();
-        h.insert("retry-after", HeaderValue::from(retry));
-        h.insert("x-ratelimit-limit", HeaderValue::from(100u32));
-        h.insert("x-ratelimit-remaining", HeaderValue::from(0u32));
-        h.insert("x-ratelimit-reset", HeaderValue::from(reset));
-        return response;
-    }
-    if state.faults.errors > 0
-        && (state.faults.error_path.is_empty() || path.contains(&state.faults.error_path))
-    {
-        state.faults.errors -= 1;
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal_server_error",
-            "An unexpected internal error occurred",
-        );
-    }
-    let team = query.get("teamId").map(String::as_str);
-    if let Some(team) = team
-        && !state.teams.contains(team)
-    {
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "You don't have permission to access this team",
-        );
-    }
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    // Vercel counts per endpoint and per scope: the team, or the token's user.
-    let verdict = limits::endpoint(method.as_str(), &segments).and_then(|endpoint| {
-        state
-            .limits
-            .count(team.unwrap_or("user"), endpoint, now_ms())
-    });
-    if let Some(verdict) = verdict
-        && !verdict.allowed()
-    {
-        return verdict.refusal(path);
-    }
-    state.settle();
-    let input: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(body).unwrap_or(Value::Null)
-    };
-    let response = match (method.as_str(), segments.as_slice()) {
-        ("GET", ["v6" | "v7", "deployments"]) => list_deployments(&state, query, team),
-        ("GET", ["v13", "deployments", id]) => get_deployment(&state, id, team),
-        ("POST", ["v13", "deployments"]) => create_deployment(&mut state, &input, query, team),
-        ("GET", ["v9", "projects", p]) => match state.project_id(p, team) {
-            Some(id) => ok(StatusCode::OK, state.project_json(&state.projects[&id])),
-            None => not_found("project", p),
-        },
-        ("PATCH", ["v9", "projects", p]) => update_project(&mut state, p, &input, team),
-        ("POST", ["v9" | "v10", "projects", p, "promote", d]) => {
-            alias(&mut state, p, d, team, "promote")
-        }
-        ("POST", ["v1" | "v9", "projects", p, "rollback", d]) => {
-            alias(&mut state, p, d, team, "rollback")
-        }
-        ("POST", ["v1", "projects", p, "pause"]) => set_paused(&mut state, p, team, true),
-        ("POST", ["v1", "projects", p, "unpause"]) => set_paused(&mut state, p, team, false),
-        ("GET", ["v8" | "v9" | "v10", "projects", p, "env"]) => list_env(&state, p, query, team),
-        ("POST", ["v10", "projects", p, "env"]) => create_env(&mut state, p, &input, query, team),
-        ("GET", ["v1" | "v10", "projects", p, "env", id]) => get_env(&state, p, id, team),
-        ("PATCH", ["v9" | "v10", "projects", p, "env", id]) => {
-            edit_env(&mut state, p, id, &input, team)
-        }
-        ("DELETE", ["v8" | "v9" | "v10", "projects", p, "env", id]) => {
-            delete_env(&mut state, p, id, team)
-        }
-        (m, _) if !matches!(m, "GET" | "POST" | "PATCH" | "DELETE") => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_unknown",
-            "This endpoint only supports GET, POST, PATCH and DELETE",
-        ),
-        _ => {
-            return error(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("The requested path {path} was not found"),
-            );
-        }
-    };
-    let mutated = *method != Method::GET;
-    drop(state);
-    if mutated {
-        shared.persist();
-    }
-    let mut response = response;
-    if let Some(verdict) = verdict {
-        verdict.add_headers(response.headers_mut());
-    }
-    response
+async fn admin_unknown(Path(rest): Path<String>) -> Response {
+    not_found("admin endpoint", &rest)
 }
 
-fn list_deployments(state: &State, query: &Query, team: Option<&str>) -> Response {
+async fn get_project(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let state = shared.lock();
+    match state.project_id(&p, team(&query)) {
+        Some(id) => ok(StatusCode::OK, state.project_json(&state.projects[&id])),
+        None => not_found("project", &p),
+    }
+}
+
+async fn promote(
+    AxumState(shared): Ctx,
+    Path((p, d)): Path<(String, String)>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    alias(&mut shared.lock(), &p, &d, team(&query), "promote")
+}
+
+async fn rollback(
+    AxumState(shared): Ctx,
+    Path((p, d)): Path<(String, String)>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let mut state = shared.lock();
+    // Vercel aborts a rolling release by an instant rollback to its current deployment.
+    if let Some(response) = rolling::abort_by_rollback(&mut state, &p, &d, team(&query)) {
+        return response;
+    }
+    alias(&mut state, &p, &d, team(&query), "rollback")
+}
+
+async fn pause(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    set_paused(&mut shared.lock(), &p, team(&query), true)
+}
+
+async fn unpause(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    set_paused(&mut shared.lock(), &p, team(&query), false)
+}
+
+async fn list_deployments(
+    AxumState(shared): Ctx,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let state = shared.lock();
+    let (state, query, team) = (&*state, &query, team(&query));
     let project = match query.get("projectId") {
         Some(p) => match state.project_id(p, team) {
             Some(id) => Some(id),
@@ -464,7 +665,7 @@ fn list_deployments(state: &State, query: &Query, team: Option<&str>) -> Respons
     )
 }
 
-fn find_deployment<'a>(
+pub(super) fn find_deployment<'a>(
     state: &'a State,
     id_or_url: &str,
     team: Option<&str>,
@@ -481,19 +682,25 @@ fn find_deployment<'a>(
         })
 }
 
-fn get_deployment(state: &State, id: &str, team: Option<&str>) -> Response {
-    match find_deployment(state, id, team) {
+async fn get_deployment(
+    AxumState(shared): Ctx,
+    Path(id): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let state = shared.lock();
+    match find_deployment(&state, &id, team(&query)) {
         Some(d) => ok(StatusCode::OK, state.deployment_view(d)),
-        None => not_found("deployment", id),
+        None => not_found("deployment", &id),
     }
 }
 
-fn create_deployment(
-    state: &mut State,
-    input: &Value,
-    query: &Query,
-    team: Option<&str>,
+async fn create_deployment(
+    AxumState(shared): Ctx,
+    QueryParams(query): QueryParams<Query>,
+    body: Bytes,
 ) -> Response {
+    let mut state = shared.lock();
+    let (state, input, team) = (&mut *state, &json_body(&body), team(&query));
     let Some(name) = input["name"].as_str() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -539,7 +746,6 @@ fn create_deployment(
         }
         (sha, git["ref"].as_str().unwrap_or("main").to_owned(), "git")
     };
-    let _ = query;
     let id = state.next_id("dpl");
     let project_name = state.projects[&project_id].name.clone();
     let hash: String = id.chars().rev().take(9).collect();
@@ -559,6 +765,7 @@ fn create_deployment(
         settled: false,
         source: source.to_owned(),
         commit: None,
+        shares: Vec::new(),
     };
     let json = state.deployment_view(&deployment);
     state.deployments.insert(id, deployment);
@@ -606,6 +813,11 @@ fn alias(state: &mut State, p: &str, d: &str, team: Option<&str>, kind: &str) ->
             "Rollback is only possible to a deployment that was previously aliased to production",
         );
     }
+    if kind == "promote"
+        && let Some(refusal) = rolling::refuse_promote_while_active(state, &project_id)
+    {
+        return refusal;
+    }
     if kind == "promote" && deployment.promoted {
         return error(
             StatusCode::CONFLICT,
@@ -629,7 +841,7 @@ fn set_paused(state: &mut State, p: &str, team: Option<&str>, paused: bool) -> R
     StatusCode::OK.into_response()
 }
 
-fn project_for<'a>(
+pub(super) fn project_for<'a>(
     state: &'a State,
     p: &str,
     team: Option<&str>,
@@ -640,8 +852,13 @@ fn project_for<'a>(
         .ok_or_else(|| Box::new(not_found("project", p)))
 }
 
-fn list_env(state: &State, p: &str, query: &Query, team: Option<&str>) -> Response {
-    let project = match project_for(state, p, team) {
+async fn list_env(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let state = shared.lock();
+    let project = match project_for(&state, &p, team(&query)) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -673,13 +890,14 @@ fn env_write_fault(state: &mut State) -> Option<Response> {
     ))
 }
 
-fn create_env(
-    state: &mut State,
-    p: &str,
-    input: &Value,
-    query: &Query,
-    team: Option<&str>,
+async fn create_env(
+    AxumState(shared): Ctx,
+    Path(p): Path<String>,
+    QueryParams(query): QueryParams<Query>,
+    body: Bytes,
 ) -> Response {
+    let mut state = shared.lock();
+    let (state, p, input, team) = (&mut *state, p.as_str(), &json_body(&body), team(&query));
     let Some(project_id) = state.project_id(p, team) else {
         return not_found("project", p);
     };
@@ -779,8 +997,14 @@ fn create_env(
     )
 }
 
-fn get_env(state: &State, p: &str, id: &str, team: Option<&str>) -> Response {
-    let project = match project_for(state, p, team) {
+async fn get_env(
+    AxumState(shared): Ctx,
+    Path((p, id)): Path<(String, String)>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let state = shared.lock();
+    let id = id.as_str();
+    let project = match project_for(&state, &p, team(&query)) {
         Ok(p) => p,
         Err(r) => return *r,
     };
@@ -797,7 +1021,20 @@ fn get_env(state: &State, p: &str, id: &str, team: Option<&str>) -> Response {
     }
 }
 
-fn edit_env(state: &mut State, p: &str, id: &str, input: &Value, team: Option<&str>) -> Response {
+async fn edit_env(
+    AxumState(shared): Ctx,
+    Path((p, id)): Path<(String, String)>,
+    QueryParams(query): QueryParams<Query>,
+    body: Bytes,
+) -> Response {
+    let mut state = shared.lock();
+    let (state, p, id, input, team) = (
+        &mut *state,
+        p.as_str(),
+        id.as_str(),
+        &json_body(&body),
+        team(&query),
+    );
     let Some(project_id) = state.project_id(p, team) else {
         return not_found("project", p);
     };
@@ -830,7 +1067,13 @@ fn edit_env(state: &mut State, p: &str, id: &str, input: &Value, team: Option<&s
     ok(StatusCode::OK, State::env_json(env, false))
 }
 
-fn delete_env(state: &mut State, p: &str, id: &str, team: Option<&str>) -> Response {
+async fn delete_env(
+    AxumState(shared): Ctx,
+    Path((p, id)): Path<(String, String)>,
+    QueryParams(query): QueryParams<Query>,
+) -> Response {
+    let mut state = shared.lock();
+    let (state, p, id, team) = (&mut *state, p.as_str(), id.as_str(), team(&query));
     let Some(project_id) = state.project_id(p, team) else {
         return not_found("project", p);
     };

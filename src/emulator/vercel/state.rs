@@ -46,6 +46,16 @@ pub struct Project {
     /// Paused through `POST /v1/projects/{id}/pause`: its deployments answer 503.
     #[serde(default)]
     pub paused: bool,
+    /// The project's rolling-release configuration (`PATCH .../rolling-release/config`).
+    #[serde(default)]
+    pub rolling_config: Option<super::rolling::Config>,
+    /// The project's latest rolling release, whatever its state.
+    #[serde(default)]
+    pub rolling_release: Option<super::rolling::Release>,
+    /// Rolling releases are a paid feature: a project on a plan without them answers
+    /// every rolling-release call with Vercel's refusal (set through the admin API).
+    #[serde(default)]
+    pub rolling_unavailable: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -70,6 +80,10 @@ pub struct Deployment {
     /// The pushed commit, for a build Vercel's Git integration made (`source: git`).
     #[serde(default)]
     pub commit: Option<super::promotion::Commit>,
+    /// When this deployment's share of the project's traffic changed, and to what
+    /// percent: the synthetic runtime logs are drawn from it.
+    #[serde(default)]
+    pub shares: Vec<super::traffic::Share>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,6 +124,9 @@ pub struct Faults {
     pub env_write_errors: u32,
     /// Env writes allowed before `env_write_errors` start counting.
     pub env_writes_before_error: u32,
+    /// Synthetic traffic per sha (`*` for any other sha): what a deployment of it would
+    /// serve at 100% of the project's traffic. Its runtime logs show its share of it.
+    pub traffic: BTreeMap<String, super::traffic::Traffic>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -151,6 +168,9 @@ impl State {
                 created_at: now,
                 updated_at: now,
                 paused: false,
+                rolling_config: None,
+                rolling_release: None,
+                rolling_unavailable: false,
             },
         );
         id
@@ -161,6 +181,14 @@ impl State {
         self.projects
             .values()
             .find(|p| (p.id == id_or_name || p.name == id_or_name) && p.team.as_deref() == team)
+            .map(|p| p.id.clone())
+    }
+
+    /// Find a project by id or name in any scope (admin calls name it so).
+    pub fn project_id_any_scope(&self, id_or_name: &str) -> Option<String> {
+        self.projects
+            .values()
+            .find(|p| p.id == id_or_name || p.name == id_or_name)
             .map(|p| p.id.clone())
     }
 
@@ -213,6 +241,7 @@ impl State {
                 self.make_production(&d.project_id, &id, "promote");
             }
         }
+        super::rolling::settle(self, now);
     }
 
     /// Point production at a deployment and record the alias request.
@@ -241,6 +270,49 @@ impl State {
         project.updated_at = now;
         if let Some(d) = self.deployments.get_mut(deployment_id) {
             d.promoted = true;
+        }
+        self.record_shares(project_id, now);
+    }
+
+    /// Each deployment's percent of the project's traffic now: production's 100, or the
+    /// split of an active rolling release.
+    pub fn shares(&self, project_id: &str) -> BTreeMap<String, u8> {
+        let mut shares = BTreeMap::new();
+        let Some(project) = self.projects.get(project_id) else {
+            return shares;
+        };
+        if let Some(release) = project
+            .rolling_release
+            .as_ref()
+            .filter(|r| r.state == super::rolling::ReleaseState::Active)
+        {
+            let canary = release.canary_percent();
+            if let Some(current) = &release.current {
+                shares.insert(current.clone(), 100 - canary);
+            }
+            shares.insert(release.canary.clone(), canary);
+        } else if let Some(production) = &project.production {
+            shares.insert(production.clone(), 100);
+        }
+        shares
+    }
+
+    /// Note every change of share in the project's deployments, from `now` on.
+    pub fn record_shares(&mut self, project_id: &str, now: u64) {
+        let shares = self.shares(project_id);
+        for d in self
+            .deployments
+            .values_mut()
+            .filter(|d| d.project_id == project_id)
+        {
+            let percent = shares.get(&d.id).copied().unwrap_or(0);
+            let last = d.shares.last().map_or(0, |s| s.percent);
+            if percent != last {
+                d.shares.push(super::traffic::Share {
+                    from_ms: now,
+                    percent,
+                });
+            }
         }
     }
 
