@@ -73,6 +73,27 @@ pub struct ClientArgs {
     pub fleet: FleetArgs,
 }
 
+/// Show a change's plan instead of running it.
+#[derive(Debug, Clone, Args)]
+pub struct DryRunArgs {
+    /// Show the plan this command would run (its steps, guards and refusals, exit 3 when
+    /// refused) and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// The dry run's format: text, markdown or JSON (docs/plan-json.md).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text, requires = "dry_run")]
+    pub format: PlanFormat,
+}
+
+/// One client, and a change to it that can be shown first.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    #[command(flatten)]
+    pub target: ClientArgs,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Check every manifest: types, unknown keys, references, versions. Exit 0 valid, 1 invalid.
@@ -86,7 +107,7 @@ pub enum Command {
     /// Check that a client can be updated: config, connection, identity, checksums, backup.
     Preflight(ClientArgs),
     /// Take a pg_dump backup of a client's database, checked readable.
-    Backup(ClientArgs),
+    Backup(ChangeArgs),
     /// List a client's backups.
     Backups(ClientArgs),
     /// Restore a client's database from a backup.
@@ -106,13 +127,13 @@ pub enum Command {
     /// Compute the plan and carry it out, step by step, undoing on failure.
     Apply(ApplyArgs),
     /// Allow a Failed client to be tried again with the same release.
-    Retry(ClientArgs),
+    Retry(ChangeArgs),
     /// Roll a client's production deployment back now.
     Rollback(RollbackArgs),
     /// Stop all of a client's traffic now: pause its Vercel project (every URL answers 503).
-    Pause(ClientArgs),
+    Pause(ChangeArgs),
     /// Let a paused client's traffic flow again: unpause its Vercel project.
-    Unpause(ClientArgs),
+    Unpause(ChangeArgs),
     /// Run the daemon: watch the fleet checkout and converge it unattended.
     Run(RunArgs),
     /// Show steward converging a demo fleet on this machine (needs only a local Postgres).
@@ -211,6 +232,8 @@ pub struct RestoreArgs {
     /// flow again afterwards, also when the restore fails.
     #[arg(long)]
     pub pause_traffic: bool,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -220,13 +243,12 @@ pub struct MigrateArgs {
     /// Target version (default: the manifest's schemaVersion). Lower than current rolls back.
     #[arg(long)]
     pub to: Option<String>,
-    /// Print the SQL that would run and the lint findings; touch nothing.
-    #[arg(long, conflicts_with = "rehearse")]
-    pub dry_run: bool,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
     /// Run the pending migrations and verify checks on a scratch copy of the latest backup
     /// (spec.rehearsal.url, else the client's server), report each one's duration, locks
     /// and rows, then drop the copy. Production is never locked.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "dry_run")]
     pub rehearse: bool,
     /// How long to retry for the migration lock before refusing.
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
@@ -254,6 +276,8 @@ pub struct RepairArgs {
     /// left no trace). Look at the database before choosing.
     #[arg(long, value_enum)]
     pub mark: RepairMark,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -342,6 +366,8 @@ pub struct RollbackArgs {
     /// The deployment to go back to (default: the previous production deployment).
     #[arg(long)]
     pub to: Option<String>,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -159,6 +159,12 @@ pub fn footer(counts: &[(Phase, usize)]) -> String {
 pub fn event_summary(event: &crate::apply::record::Event) -> String {
     let mut parts = Vec::new();
     match event.outcome.as_str() {
+        // A request's record says in its detail what it did (the project paused, the
+        // backup taken or restored).
+        "completed" if event.step != crate::plan::APPLY => parts.push(match &event.detail {
+            Some(detail) => format!("{}: {detail}", event.step),
+            None => format!("{} completed", event.step),
+        }),
         "completed" => parts.push(match &event.plan_hash {
             Some(hash) => format!("applied plan {hash}"),
             None => "applied".to_owned(),
@@ -188,7 +194,7 @@ pub fn event_summary(event: &crate::apply::record::Event) -> String {
             None => format!("{} {}", event.step, other.replace('_', " ")),
         }),
     }
-    if event.outcome == "completed" {
+    if event.outcome == "completed" && event.step == crate::plan::APPLY {
         if !event.versions.is_empty() {
             parts.push(format!("schema {}", event.versions.join(", ")));
         }

@@ -83,11 +83,11 @@ async fn a_backup_is_0600_in_a_0700_folder_with_no_temporary_file_left_and_is_re
     assert_eq!(
         count(
             &world,
-            "select count(*) from steward_events where step = 'backup' and outcome = 'manual'"
+            "select count(*) from steward_events where step = 'backup' and outcome in ('intent', 'succeeded', 'completed')"
         )
         .await,
-        1,
-        "a manual backup writes an update record"
+        3,
+        "a manual backup runs through the executor: intent, outcome and the run's record"
     );
 }
 
@@ -244,7 +244,7 @@ async fn restore_keeps_the_update_records_written_after_the_backup_and_records_i
     assert_eq!(
         count(
             &world,
-            "select count(*) from steward_events where step = 'restore' and outcome = 'manual' and detail like 'backup %'"
+            "select count(*) from steward_events where step = 'restore' and outcome = 'completed' and detail like 'restored backup %'"
         )
         .await,
         1,

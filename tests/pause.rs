@@ -1,6 +1,8 @@
 //! The emergency stop: `steward pause` stops every URL of the client's project (503) and
-//! `steward unpause` lets traffic through again, both on record; `restore --pause-traffic`
-//! lets traffic through again when the restore fails. The emulator over real HTTP, a real
+//! `steward unpause` lets traffic through again, both plans on record (intent, outcome,
+//! the run's completion); `restore --pause-traffic` is pause, restore, verify, unpause,
+//! refused before any pause when the dump is unusable, and the pause's undo lets traffic
+//! through again when a step after it fails. The emulator over real HTTP, a real
 //! Postgres, and the `steward` binary.
 
 mod common;
@@ -43,12 +45,21 @@ fn paused(world: &World) -> bool {
     })
 }
 
-async fn events(world: &World, step: &str) -> Vec<(String, String, String)> {
+/// (actor, detail) of the records of `step` with `outcome`, oldest first.
+async fn events(world: &World, step: &str, outcome: &str) -> Vec<(String, String)> {
     let mut conn = world.db.connect().await;
+    let table: bool = sqlx::query_scalar("select to_regclass('steward_events') is not null")
+        .fetch_one(&mut conn)
+        .await
+        .expect("look for steward_events");
+    if !table {
+        return Vec::new();
+    }
     sqlx::query_as(
-        "select outcome, actor, coalesce(detail, '') from steward_events where step = $1 order by id",
+        "select actor, coalesce(detail, '') from steward_events where step = $1 and outcome = $2 order by id",
     )
     .bind(step)
+    .bind(outcome)
     .fetch_all(&mut conn)
     .await
     .expect("read steward_events")
@@ -113,10 +124,17 @@ async fn pause_stops_every_request_with_503_and_unpause_serves_again_both_on_rec
     assert_eq!(production_status(&world).await, 200);
 
     for step in ["pause", "unpause"] {
-        let recorded = events(&world, step).await;
-        assert_eq!(recorded.len(), 1, "{step} recorded once: {recorded:?}");
-        assert_eq!(recorded[0].0, "manual");
-        assert_eq!(recorded[0].1, "alice (on call)", "{step} names the actor");
+        // Through the executor: the intent before the change, its outcome after it, and
+        // the run's own record, each naming the actor.
+        for outcome in ["started", "intent", "succeeded", "completed"] {
+            let recorded = events(&world, step, outcome).await;
+            assert_eq!(
+                recorded.len(),
+                1,
+                "{step} {outcome} recorded once: {recorded:?}"
+            );
+            assert_eq!(recorded[0].0, "alice (on call)", "{step} names the actor");
+        }
     }
     let history = world.steward(&["history", "shop"]);
     assert!(
@@ -140,19 +158,62 @@ fn newest_dump(world: &World) -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn restore_with_pause_traffic_unpauses_again_when_the_restore_fails_and_keeps_its_exit_code()
-{
+async fn restore_with_pause_traffic_refuses_an_altered_dump_before_stopping_any_traffic() {
     let world = World::new().await;
     world.setup(&["adopt", "shop"]);
     world.setup(&["apply", "shop", "--yes"]);
     world.setup(&["backup", "shop"]);
     wait_serving(&world).await;
-    // A dump changed after it was taken: the restore refuses it (exit 3).
+    // A dump changed after it was taken: the plan refuses it (exit 3), before its pause.
     let dump = newest_dump(&world);
     let mut bytes = fs::read(&dump).expect("read dump");
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     fs::write(&dump, &bytes).expect("write dump");
+
+    let args = [
+        "restore",
+        "shop",
+        "--backup",
+        "latest",
+        "--yes",
+        "--pause-traffic",
+    ];
+    let dry = world.steward(&[&args[..], &["--dry-run"]].concat());
+    let restore = world.steward(&args);
+    for run in [&dry, &restore] {
+        assert_exit(run, 3);
+        let said = format!("{}{}", stdout(run), stderr(run));
+        assert!(said.contains("SHA-256"), "the refusal says why:\n{said}");
+    }
+    assert!(!paused(&world), "traffic was never stopped");
+    assert_eq!(production_status(&world).await, 200);
+    for step in ["pause", "restore", "unpause"] {
+        assert!(
+            events(&world, step, "intent").await.is_empty(),
+            "no step of a refused plan ran: {step}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_with_pause_traffic_unpauses_again_when_a_step_after_the_pause_fails() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    world.setup(&["backup", "shop"]);
+    wait_serving(&world).await;
+    // The restored database fails a verify check, after the pause and the restore ran.
+    let manifest = world.path().join("clients/shop.yaml");
+    let text = fs::read_to_string(&manifest).expect("read manifest");
+    fs::write(
+        &manifest,
+        text.replace(
+            "verify: {rlsTables: [accounts]}",
+            "verify: {rlsTables: [accounts], checks: [{name: never, sql: \"select false\"}]}",
+        ),
+    )
+    .expect("write manifest");
 
     let restore = world.steward(&[
         "restore",
@@ -162,23 +223,24 @@ async fn restore_with_pause_traffic_unpauses_again_when_the_restore_fails_and_ke
         "--yes",
         "--pause-traffic",
     ]);
-    assert_exit(&restore, 3);
+    assert_exit(&restore, 1);
+    let said = stderr(&restore);
     assert!(
-        stderr(&restore).contains("SHA-256"),
-        "the restore's own error is reported:\n{}",
-        stderr(&restore)
+        said.contains("FAILED at verify") && said.contains("undone: pause"),
+        "the failure and the undo are told:\n{said}"
     );
-    assert!(!paused(&world), "the project is unpaused again");
+    assert!(
+        !paused(&world),
+        "the pause's undo let traffic through again"
+    );
     assert_eq!(production_status(&world).await, 200);
+    assert_eq!(events(&world, "pause", "succeeded").await.len(), 1);
+    assert_eq!(events(&world, "pause", "undone").await.len(), 1);
+    assert_eq!(events(&world, "verify", "failed").await.len(), 1);
     assert_eq!(
-        events(&world, "pause").await.len(),
+        events(&world, "restore", "rolled_back").await.len(),
         1,
-        "the pause is on record"
-    );
-    assert_eq!(events(&world, "unpause").await.len(), 1, "so is its undo");
-    assert!(
-        events(&world, "restore").await.is_empty(),
-        "no refused restore ran"
+        "the run records that it was rolled back"
     );
 }
 
@@ -205,7 +267,7 @@ async fn restore_with_pause_traffic_pauses_restores_verifies_and_serves_again() 
         .find("restored backup")
         .expect("the restore is reported");
     let verified_at = out
-        .find("verify shop")
+        .find("verified schema")
         .expect("the verification is reported");
     let unpaused_at = out.find("unpaused").expect("the unpause is reported");
     assert!(
@@ -214,6 +276,30 @@ async fn restore_with_pause_traffic_pauses_restores_verifies_and_serves_again() 
     );
     assert!(!paused(&world));
     assert_eq!(production_status(&world).await, 200);
-    assert_eq!(events(&world, "restore").await.len(), 1);
-    assert_eq!(events(&world, "unpause").await.len(), 1);
+    // The restore's run, by its plan hash: each step's intent and outcome, in order.
+    let mut conn = world.db.connect().await;
+    let run: Vec<(String, String)> = sqlx::query_as(
+        "select step, outcome from steward_events where plan_hash = (select plan_hash from steward_events where step = 'restore' and outcome = 'completed') order by id",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .expect("read the restore's run");
+    let said: Vec<String> = run.iter().map(|(s, o)| format!("{s} {o}")).collect();
+    assert_eq!(
+        said,
+        [
+            "restore started",
+            "pause intent",
+            "pause succeeded",
+            "restore intent",
+            "restore succeeded",
+            "verify intent",
+            "verify succeeded",
+            "unpause intent",
+            "unpause succeeded",
+            "restore completed",
+            "record succeeded",
+        ],
+        "every step through the executor, intent before outcome"
+    );
 }

@@ -388,7 +388,14 @@ async fn migrate_under_backup_required_takes_a_backup_first_and_records_the_run(
 
     let run = fleet.run(&["migrate", "shop"]);
     assert_eq!(run.status.code(), Some(0), "{}", stderr(&run));
-    assert!(stderr(&run).contains("taken first"), "{}", stderr(&run));
+    let said = stdout(&run);
+    assert!(
+        matches!(
+            (said.find("shop: backup "), said.find("shop: applied 1 migration")),
+            (Some(backup), Some(migrated)) if backup < migrated
+        ),
+        "the backup is taken first:\n{said}"
+    );
     let dumps = fs::read_dir(fleet.path().join("backups/shop"))
         .expect("backups folder")
         .filter(|e| {
@@ -399,13 +406,13 @@ async fn migrate_under_backup_required_takes_a_backup_first_and_records_the_run(
     assert_eq!(dumps, 1, "one backup, taken by the migrate");
     let mut conn = db.connect().await;
     let detail: String = sqlx::query_scalar(
-        "select detail from steward_events where step = 'migrate' and outcome = 'manual'",
+        "select detail from steward_events where step = 'migrate' and outcome = 'completed'",
     )
     .fetch_one(&mut conn)
     .await
     .expect("the manual migrate wrote an update record");
     assert!(
-        detail.contains("up to 2024_01_01_001") && detail.contains("backup"),
+        detail.contains("schema now 2024_01_01_001") && detail.contains("backup "),
         "{detail}"
     );
 }

@@ -9,12 +9,12 @@ use tokio::sync::watch;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use super::record::{self, Event, EventKind, RecordError};
-use super::steps::{self, Ctx, ErrorClass, Scratch, StepError, describe, event};
+use super::steps::{self, Ctx, Db, ErrorClass, Scratch, StepError, describe, event};
 use super::undo::{self, UndoPlan};
 use super::{ApplyError, Prepared, SchemaCache, observe};
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{Client, Fleet};
-use crate::plan::{Mode, Plan, Step};
+use crate::plan::{APPLY, Mode, Plan, Step};
 use crate::postgres::Session;
 use crate::vercel;
 
@@ -105,8 +105,9 @@ pub enum Outcome {
     Converged(Plan),
     /// Held or blocked: nothing was run.
     NotRun(Plan),
-    /// Every step ran.
-    Applied(Plan),
+    /// Every step ran; `said` is what they did, in words (a backup's id, the project
+    /// paused, the versions a restore undid).
+    Applied { plan: Plan, said: Vec<String> },
     /// A step failed; the undo plan says what was put back and what was kept.
     Failed {
         plan: Plan,
@@ -133,8 +134,10 @@ pub enum Outcome {
 impl Outcome {
     pub fn plan(&self) -> &Plan {
         match self {
-            Outcome::Converged(p) | Outcome::NotRun(p) | Outcome::Applied(p) => p,
-            Outcome::Failed { plan, .. } | Outcome::Interrupted { plan, .. } => plan,
+            Outcome::Converged(p) | Outcome::NotRun(p) => p,
+            Outcome::Applied { plan, .. }
+            | Outcome::Failed { plan, .. }
+            | Outcome::Interrupted { plan, .. } => plan,
         }
     }
 }
@@ -182,7 +185,7 @@ pub async fn execute(
 
     // Take the lock, then plan again under it: whatever another runner did meanwhile is
     // now visible, and this plan is the one that runs.
-    let mut session = Session::open(
+    let session = Session::open(
         &name,
         &first.database_url,
         client.config.database.identity,
@@ -205,8 +208,10 @@ pub async fn execute(
             Outcome::NotRun(prepared.plan)
         });
     }
-    let outcome = run_steps(runner, fleet, client, &prepared, &mut session).await;
-    session.close().await;
+    let ctx = Ctx::converge(runner, fleet, client, &prepared);
+    let mut db = Db::Locked(session);
+    let outcome = run_steps(&ctx, &mut db).await;
+    db.close().await;
     outcome
 }
 
@@ -220,23 +225,24 @@ fn refused(name: &str, plan: &Plan, expected: &str) -> ApplyError {
     }
 }
 
-async fn run_steps(
-    runner: &Runner,
-    fleet: &Fleet,
-    client: &Client,
-    prepared: &Prepared,
-    session: &mut Session,
-) -> Result<Outcome, ApplyError> {
-    let plan = &prepared.plan;
-    let ctx = Ctx {
-        runner,
-        fleet,
-        client,
-        prepared,
+/// Run a plan's steps in order on the client's database as `db` holds it: intent before
+/// each step, its guard right before it, its outcome after it; on failure the undos per
+/// `policy.rollback`. Every plan runs here: a converge and every operator's request.
+pub(super) async fn run_steps(ctx: &Ctx<'_>, db: &mut Db) -> Result<Outcome, ApplyError> {
+    let (runner, client, plan) = (ctx.runner, ctx.client, ctx.plan);
+    // A record that cannot be written stops a run before its first change, unless the
+    // run may go on without its records (the traffic switches): then it is said.
+    let mut unrecorded = Unrecorded {
+        required: db.records_required(),
+        errors: Vec::new(),
     };
-    record::ensure_table(session.connection()).await?;
-    let mut started = event(runner, plan, "apply", EventKind::Started);
-    if runner.mode.ignores_window()
+    match db.records() {
+        Some(conn) => unrecorded.must(record::ensure_table(conn).await)?,
+        None => unrecorded.must(Err(RecordError::Unreachable))?,
+    }
+    let mut started = event(runner, plan, &plan.command, EventKind::Started);
+    if plan.command == APPLY
+        && runner.mode.ignores_window()
         && let WindowState::Closed { .. } = client.config.schedule.state(Utc::now())
     {
         // The override of a hold is a decision someone made: the record names them.
@@ -245,11 +251,11 @@ async fn run_steps(
             runner.actor
         ));
     }
-    write(session, &started).await?;
+    unrecorded.must(write(db, &started).await)?;
     if let Some(rehearsal) = &plan.rehearsal {
         let mut e = event(runner, plan, "rehearse", EventKind::Succeeded);
         super::rehearsal::describe(&mut e, rehearsal);
-        write(session, &e).await?;
+        unrecorded.must(write(db, &e).await)?;
     }
     if let Some(on_start) = &runner.on_start {
         on_start(plan);
@@ -262,13 +268,13 @@ async fn run_steps(
         }
     };
     for step in &plan.steps {
-        if let Some(why) = interruption(runner, client, step, Utc::now()) {
+        if let Some(why) = interruption(runner, client, plan, step, Utc::now()) {
             let after = completed.last().map_or("start", Step::kind).to_owned();
-            let mut e = event(runner, plan, "apply", EventKind::Manual);
+            let mut e = event(runner, plan, &plan.command, EventKind::Manual);
             e.detail = Some(format!(
                 "interrupted: {why} after {after}; the next run continues from what is live"
             ));
-            write(session, &e).await?;
+            unrecorded.must(write(db, &e).await)?;
             return Ok(Outcome::Interrupted {
                 plan: plan.clone(),
                 after,
@@ -282,18 +288,24 @@ async fn run_steps(
             let mut e = event(runner, plan, step.kind(), EventKind::Intent);
             describe(&mut e, step, &scratch);
             e.detail = Some(serde_json::json!({"step": step, "undo": step.undo()}).to_string());
-            write(session, &e).await?;
+            unrecorded.must(write(db, &e).await)?;
         }
+        let said = scratch.said.len();
         let started = Instant::now();
-        let mut result = attempt(&ctx, session, step, &mut scratch).await;
+        let mut result = attempt(ctx, db, step, &mut scratch).await;
         let took = started.elapsed();
         if result.is_ok() {
             let mut e = event(runner, plan, step.kind(), EventKind::Succeeded);
             e.duration_ms = Some(took.as_millis() as i64);
             describe(&mut e, step, &scratch);
+            // A request's steps say in their record what they did; a converge's record
+            // keeps to versions, env keys and deployments, as its history always read.
+            if plan.command != APPLY && scratch.said.len() > said && !matches!(step, Step::Record) {
+                e.detail = Some(scratch.said[said..].join("; "));
+            }
             // The step ran: if its record cannot be written, it still counts as done, so
             // the undo below puts it back.
-            if let Err(err) = write(session, &e).await {
+            if let Err(err) = unrecorded.must(write(db, &e).await) {
                 completed.push(step.clone());
                 result = Err(StepError::Unrecorded(err));
             }
@@ -313,18 +325,18 @@ async fn run_steps(
                 e.duration_ms = Some(took.as_millis() as i64);
                 e.error = Some(message.clone());
                 describe(&mut e, step, &scratch);
-                let mut record_errors = Vec::new();
-                keep(write(session, &e).await, &mut record_errors);
+                let mut record_errors = std::mem::take(&mut unrecorded.errors);
+                keep(write(db, &e).await, &mut record_errors);
                 let why = match err {
                     StepError::Stopped(_) => format!("shutdown during {}", step.kind()),
                     _ => format!("transient: {message} (during {})", step.kind()),
                 };
-                let mut e = event(runner, plan, "apply", EventKind::Manual);
+                let mut e = event(runner, plan, &plan.command, EventKind::Manual);
                 e.error = Some(message);
                 e.detail = Some(format!(
                     "interrupted: {why} after {after}; nothing was undone; the next run continues from what is live"
                 ));
-                keep(write(session, &e).await, &mut record_errors);
+                keep(write(db, &e).await, &mut record_errors);
                 return Ok(Outcome::Interrupted {
                     plan: plan.clone(),
                     after,
@@ -337,12 +349,12 @@ async fn run_steps(
                 notify(step, StepEvent::Failed(message.clone()));
                 // From here on a record that cannot be written is said, never a reason
                 // to skip an undo.
-                let mut record_errors = Vec::new();
+                let mut record_errors = std::mem::take(&mut unrecorded.errors);
                 let mut e = event(runner, plan, step.kind(), EventKind::Failed);
                 e.duration_ms = Some(took.as_millis() as i64);
                 e.error = Some(message.clone());
                 describe(&mut e, step, &scratch);
-                keep(write(session, &e).await, &mut record_errors);
+                keep(write(db, &e).await, &mut record_errors);
                 // A rebake judges a promote made by an earlier run: its own undo puts that
                 // back, as a failed bake's promote is put back.
                 let mut done = completed.clone();
@@ -352,13 +364,13 @@ async fn run_steps(
                 let decision = undo::decide(&done, client.config.policy.rollback);
                 let mut undo_errors = Vec::new();
                 for (kind, action) in &decision.run {
-                    let result = steps::undo(&ctx, session, action, &scratch).await;
+                    let result = steps::undo(ctx, db, action, &scratch).await;
                     let mut e = event(runner, plan, kind, EventKind::Undone);
                     if let Err(err) = &result {
                         e.error = Some(err.to_string());
                         undo_errors.push(format!("{kind}: {err}"));
                     }
-                    keep(write(session, &e).await, &mut record_errors);
+                    keep(write(db, &e).await, &mut record_errors);
                     if let Some(step) = done.iter().find(|s| s.kind() == kind) {
                         notify(step, StepEvent::Undone);
                     }
@@ -366,7 +378,7 @@ async fn run_steps(
                 let mut e = event(
                     runner,
                     plan,
-                    "apply",
+                    &plan.command,
                     if decision.run.is_empty() {
                         EventKind::Failed
                     } else {
@@ -383,7 +395,7 @@ async fn run_steps(
                 if !kept.is_empty() {
                     e.error = Some(format!("{message}; {}", kept.join("; ")));
                 }
-                keep(write(session, &e).await, &mut record_errors);
+                keep(write(db, &e).await, &mut record_errors);
                 return Ok(Outcome::Failed {
                     plan: plan.clone(),
                     step: step.kind().to_owned(),
@@ -396,7 +408,10 @@ async fn run_steps(
             }
         }
     }
-    Ok(Outcome::Applied(plan.clone()))
+    Ok(Outcome::Applied {
+        plan: plan.clone(),
+        said: scratch.said,
+    })
 }
 
 /// Check the step's guard and run it; a transient failure is tried again, with backoff,
@@ -404,7 +419,7 @@ async fn run_steps(
 /// while the step waited). Shutdown stops the retries.
 async fn attempt(
     ctx: &Ctx<'_>,
-    session: &mut Session,
+    db: &mut Db,
     step: &Step,
     scratch: &mut Scratch,
 ) -> Result<(), StepError> {
@@ -415,8 +430,8 @@ async fn attempt(
         .with_jitter()
         .build();
     loop {
-        let result = match steps::check_guard(ctx, step, session).await {
-            Ok(()) => steps::run_step(ctx, session, step, scratch).await,
+        let result = match steps::check_guard(ctx, step, db).await {
+            Ok(()) => steps::run_step(ctx, db, step, scratch).await,
             Err(err) => Err(err),
         };
         match result {
@@ -440,13 +455,16 @@ async fn attempt(
 
 /// Append one event, trying a few times: a record that cannot be written is a failure to
 /// report, and the writes around a failure must not give up at the first blip.
-async fn write(session: &mut Session, e: &Event) -> Result<(), RecordError> {
+async fn write(db: &mut Db, e: &Event) -> Result<(), RecordError> {
     let mut tries = ExponentialBuilder::default()
         .with_min_delay(Duration::from_millis(100))
         .with_max_times(RECORD_RETRIES)
         .build();
     loop {
-        match record::append(session.connection(), e).await {
+        let Some(conn) = db.records() else {
+            return Err(RecordError::Unreachable);
+        };
+        match record::append(conn, e).await {
             Ok(()) => return Ok(()),
             Err(err) => match tries.next() {
                 Some(after) => {
@@ -455,6 +473,26 @@ async fn write(session: &mut Session, e: &Event) -> Result<(), RecordError> {
                 }
                 None => return Err(err),
             },
+        }
+    }
+}
+
+/// Record writes that must succeed, unless the run may go on without its records (the
+/// traffic switches): then each error is kept to be said, and the run goes on.
+struct Unrecorded {
+    required: bool,
+    errors: Vec<RecordError>,
+}
+
+impl Unrecorded {
+    fn must(&mut self, result: Result<(), RecordError>) -> Result<(), RecordError> {
+        match result {
+            Err(err) if !self.required => {
+                tracing::warn!(error = %err, "update record not written; the run goes on");
+                self.errors.push(err);
+                Ok(())
+            }
+            result => result,
         }
     }
 }
@@ -470,19 +508,21 @@ fn keep(result: Result<(), RecordError>, errors: &mut Vec<RecordError>) {
 }
 
 /// Why `step` must not start now, if it must not: shutdown stops any step from starting;
-/// a maintenance window that closed mid-plan stops the next change (a running step, and
-/// the checks of a change already made, still finish). An urgent change has no window,
-/// and `--ignore-window` lifts it for the whole run.
+/// a maintenance window that closed mid-plan stops the next change of a converge (a
+/// running step, and the checks of a change already made, still finish). An urgent
+/// change has no window, `--ignore-window` lifts it for the whole run, and an operator's
+/// request is not held by windows at all.
 fn interruption(
     runner: &Runner,
     client: &Client,
+    plan: &Plan,
     step: &Step,
     now: chrono::DateTime<Utc>,
 ) -> Option<String> {
     if runner.stopping() {
         return Some("shutdown".to_owned());
     }
-    if !step.changes() || runner.mode.ignores_window() {
+    if !step.changes() || runner.mode.ignores_window() || plan.command != APPLY {
         return None;
     }
     match client.config.schedule.state(now) {

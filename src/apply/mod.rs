@@ -11,6 +11,7 @@ mod execute;
 mod observe;
 pub mod record;
 pub mod rehearsal;
+pub mod request;
 mod steps;
 pub mod undo;
 

@@ -12,6 +12,10 @@ use crate::plan::Failure;
 pub enum RecordError {
     #[error("cannot read or write steward_events: {}", crate::postgres::explain::explain(.0))]
     Database(#[from] sqlx::Error),
+    /// The run goes on without a connection to the client's database (the traffic
+    /// switches when the database is down).
+    #[error("cannot write steward_events: the client's database could not be reached")]
+    Unreachable,
 }
 
 /// What happened to one step, or to the whole apply.

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use anyhow::{Result, bail};
 
-use super::support::{actor, fleet_revision, flush_notifications, notifier};
+use super::support::{actor, fleet_revision, flush_notifications, notifier, undo_lines};
 use crate::apply::{self, ApplyError, ErrorClass, Outcome, Runner};
 use crate::cli::ApplyArgs;
 use crate::exit::{Exit, Refused};
@@ -145,31 +145,14 @@ fn announce(
 ) -> Vec<Message> {
     let revision = revision.cloned();
     match outcome {
-        Ok(Outcome::Applied(plan)) => vec![Message::after_update(plan, revision)],
+        Ok(Outcome::Applied { plan, .. }) => vec![Message::after_update(plan, revision)],
         Ok(Outcome::Failed {
             plan,
             step,
             error,
             undo,
             ..
-        }) => {
-            let mut messages = Vec::new();
-            if !undo.run.is_empty() {
-                messages.push(Message::rollback(
-                    plan,
-                    step,
-                    undo.run.len(),
-                    revision.clone(),
-                ));
-            }
-            messages.push(Message::failure(
-                name,
-                &format!("failed at {}", crate::notify::step_failed(step, error)),
-                Some(plan),
-                revision,
-            ));
-            messages
-        }
+        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), revision),
         Err(err) if !err.is_refusal() => {
             vec![Message::failure(name, &err.to_string(), None, revision)]
         }
@@ -186,7 +169,7 @@ fn report_outcome(
     outcome: Result<Outcome, ApplyError>,
 ) -> Exit {
     match outcome {
-        Ok(Outcome::Applied(p)) => {
+        Ok(Outcome::Applied { plan: p, .. }) => {
             summary.add(name, "applied", format!("plan {}", p.hash));
             Exit::Success
         }
@@ -224,17 +207,8 @@ fn report_outcome(
             ..
         }) => {
             let mut text = format!("{name}: FAILED at {step}: {error}\n");
-            for (kind, _) in &undo.run {
-                text.push_str(&format!("  undone: {kind}\n"));
-            }
-            for (kind, why) in &undo.kept {
-                text.push_str(&format!("  KEPT: {kind} — {why}\n"));
-            }
-            for err in &undo_errors {
-                text.push_str(&format!("  undo failed: {err}\n"));
-            }
-            for err in &record_errors {
-                text.push_str(&format!("  update record not written: {err}\n"));
+            for line in undo_lines(&undo, &undo_errors, &record_errors) {
+                text.push_str(&format!("  {line}\n"));
             }
             text.push_str(&format!("  the client is now Failed: fix the cause and change the manifest, or `steward retry {name}`"));
             printer.out(text);

@@ -1,154 +1,48 @@
-//! `steward migrate CLIENT [--to V] [--dry-run] [--rehearse]`: the guide's migration runner.
+//! `steward migrate CLIENT [--to V] [--dry-run] [--rehearse]`: the guide's migration
+//! runner, as a plan (backup first under `policy.backup: required`, then the run up or
+//! down that `postgres::path` judges), shown by `--dry-run` and run by the executor.
 
 use anyhow::{Result, bail};
 
-use super::support::{actor, database_url, fleet_revision, load_client, pg};
+use super::support::{database_url, load_client, pg};
 use crate::apply;
-use crate::apply::record::{self, Event, EventKind};
 use crate::cli::MigrateArgs;
 use crate::exit::{Exit, Refused};
-use crate::manifest::{BackupPolicy, Client, DestructivePolicy, Fleet};
-use crate::migrations::{Version, lint, summarize};
+use crate::manifest::{Client, Fleet};
+use crate::migrations::Version;
 use crate::output::Printer;
 use crate::plan::rehearsal;
-use crate::postgres::{self, Actor, Direction, RunPath, Session, path};
+use crate::plan::request::Request;
+use crate::postgres;
 use crate::secret::Secret;
 
 pub async fn run(args: MigrateArgs, printer: &Printer) -> Result<Exit> {
     let (fleet, client) = load_client(&args.target)?;
-    let name = client.config.name.clone();
     let target: Version = match &args.to {
         Some(text) => text.parse()?,
         None => client.config.database.schema_version.clone(),
     };
-    if !fleet.catalog.contains(&target) {
-        bail!(
-            "client {name}: version {target} is not in the migrations folder {}",
-            fleet.catalog.dir.display()
-        );
-    }
-    let url = database_url(&client)?;
-
-    if args.dry_run {
-        // Read-only: observe, then judge the same rows with the same functions as the real
-        // run, so a refusal here is the refusal there. Touches nothing.
-        let (state, _) = postgres::observe(&name, &url, &client.config.database)
-            .await
-            .map_err(pg)?;
-        postgres::require_identity(&name, &state.identity).map_err(pg)?;
-        let path = path::towards(&name, &fleet.catalog, &state.rows, &target).map_err(pg)?;
-        refuse_destructive(&client, &path)?;
-        let mut out = dry_run(&name, &path, &target);
-        if backs_up_first(&client, &path) {
-            out.push_str("-- a backup is taken first (policy.backup: required)\n");
-        }
-        printer.out(out);
-        return Ok(Exit::Success);
-    }
-
     if args.rehearse {
+        if !fleet.catalog.contains(&target) {
+            bail!(
+                "client {}: version {target} is not in the migrations folder {}",
+                client.config.name,
+                fleet.catalog.dir.display()
+            );
+        }
+        let url = database_url(&client)?;
         return rehearse(&fleet, &client, &url, &target, printer).await;
     }
-
-    let mut session = Session::open(
-        &name,
-        &url,
-        client.config.database.identity,
+    let request = Request::Migrate { to: target };
+    super::change::run_locked(
+        &fleet,
+        &client,
+        request,
+        &args.preview,
         args.lock_timeout,
-        false,
+        printer,
     )
     .await
-    .map_err(pg)?;
-    let who = actor();
-    let revision = fleet_revision(&fleet);
-    let act = Actor {
-        name: &who,
-        revision: revision.as_deref(),
-    };
-
-    // An early return drops the session, which releases the lock.
-    let rows = session.latest_rows().await.map_err(pg)?;
-    let path = path::towards(&name, &fleet.catalog, &rows, &target).map_err(pg)?;
-    refuse_destructive(&client, &path)?;
-    // The guide's "backup taken" comes before any migration, by hand or not.
-    let backup = if backs_up_first(&client, &path) {
-        let current = postgres::current_of(&rows);
-        Some(
-            postgres::backup::take(&name, &url, &fleet.backups_dir, current.as_ref())
-                .await
-                .map_err(pg)?,
-        )
-    } else {
-        None
-    };
-    let report = session.run(&path, act).await;
-    let recorded = record_run(&mut session, &name, &path, &report, backup.as_ref(), act).await;
-    session.close().await;
-    let report = report.map_err(pg)?;
-    recorded?;
-    if let Some(info) = &backup {
-        printer.note(format!("{name}: backup {} taken first", info.id));
-    }
-
-    if report.versions.is_empty() {
-        printer.out(format!("{name}: up to date at {target}"));
-    } else {
-        printer.out(format!(
-            "{name}: {} {} migration(s) in {} ms: {}; schema now {target}",
-            match path.direction {
-                Direction::Up => "applied",
-                Direction::Down => "rolled back",
-            },
-            report.versions.len(),
-            report.elapsed.as_millis(),
-            summarize(&report.versions)
-        ));
-    }
-    Ok(Exit::Success)
-}
-
-/// `policy.backup: required` holds for a manual run too: anything to run means a backup.
-fn backs_up_first(client: &Client, path: &RunPath<'_>) -> bool {
-    client.config.policy.backup == BackupPolicy::Required && !path.migrations.is_empty()
-}
-
-/// A manual run is an update like any other: it leaves an update record, failed or not.
-async fn record_run(
-    session: &mut Session,
-    name: &str,
-    path: &RunPath<'_>,
-    report: &Result<postgres::MigrateReport, postgres::PgError>,
-    backup: Option<&postgres::backup::BackupInfo>,
-    actor: Actor<'_>,
-) -> Result<()> {
-    if path.migrations.is_empty() {
-        return Ok(());
-    }
-    let kind = if report.is_ok() {
-        EventKind::Manual
-    } else {
-        EventKind::Failed
-    };
-    let mut event = Event::new(name, "migrate", kind, actor.name);
-    event.fleet_revision = actor.revision.map(str::to_owned);
-    event.versions = path.versions().iter().map(ToString::to_string).collect();
-    event.detail = Some(format!(
-        "{} to {}{}",
-        match path.direction {
-            Direction::Up => "up",
-            Direction::Down => "down",
-        },
-        path.to
-            .as_ref()
-            .map_or("(none)".to_owned(), ToString::to_string),
-        backup.map_or(String::new(), |b| format!("; backup {} taken first", b.id))
-    ));
-    if let Err(err) = report {
-        event.error = Some(err.to_string());
-    }
-    record::ensure_table(session.connection()).await?;
-    record::append(session.connection(), &event).await?;
-    Ok(())
 }
 
 /// `--rehearse`: on a scratch copy of the latest backup, never on production. Exit 3
@@ -195,72 +89,4 @@ async fn rehearse(
     } else {
         Exit::Refused
     })
-}
-
-/// Under `policy.destructive: deny`, refuse a run with destructive SQL: going up, what
-/// the new migrations do; going down, what undoing them loses.
-fn refuse_destructive(client: &Client, path: &RunPath<'_>) -> Result<()> {
-    if client.config.policy.destructive != DestructivePolicy::Deny {
-        return Ok(());
-    }
-    let findings: Vec<String> = path
-        .migrations
-        .iter()
-        .flat_map(|m| match path.direction {
-            Direction::Up => lint::lint(m),
-            Direction::Down => lint::lint_down(m),
-        })
-        .filter(lint::Finding::is_destructive)
-        .map(|f| f.to_string())
-        .collect();
-    if findings.is_empty() {
-        return Ok(());
-    }
-    bail!(Refused(format!(
-        "client {}: destructive statements under policy.destructive: deny:\n  {}\nset policy.destructive: allow to run them",
-        client.config.name,
-        findings.join("\n  ")
-    )))
-}
-
-/// What a dry run prints: each script that would run, with its lint findings.
-fn dry_run(name: &str, path: &RunPath<'_>, target: &Version) -> String {
-    let from = path
-        .from
-        .as_ref()
-        .map_or("(none)".to_owned(), ToString::to_string);
-    if path.migrations.is_empty() {
-        return format!("{name}: up to date at {target}; nothing to run\n");
-    }
-    let mut out = match path.direction {
-        Direction::Up => format!(
-            "{name}: {} migration(s) would run, {from} → {target}\n",
-            path.migrations.len()
-        ),
-        Direction::Down => format!(
-            "{name}: {} migration(s) would roll back, {from} → {target}\n",
-            path.migrations.len()
-        ),
-    };
-    for m in &path.migrations {
-        let script = path.direction.script(m);
-        let alone = if path.direction.transactional(m) {
-            ""
-        } else {
-            " (no-transaction)"
-        };
-        out.push_str(&format!(
-            "\n-- {}{alone}\n{}\n",
-            script.path.display(),
-            script.sql.trim_end()
-        ));
-        let findings = match path.direction {
-            Direction::Up => lint::lint(m),
-            Direction::Down => lint::lint_down(m),
-        };
-        for finding in findings {
-            out.push_str(&format!("-- lint: {finding}\n"));
-        }
-    }
-    out
 }

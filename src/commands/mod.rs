@@ -4,6 +4,7 @@
 mod adopt;
 mod apply;
 mod backup;
+mod change;
 mod comment;
 mod demo;
 mod drift;
@@ -54,8 +55,8 @@ pub async fn run(cli: Cli) -> Exit {
         Command::History(args) => history::run(args, &printer).await,
         Command::Retry(args) => retry::run(args, &printer).await,
         Command::Rollback(args) => rollback::run(args, &printer).await,
-        Command::Pause(args) => pause::run(args, pause::Traffic::Paused, &printer).await,
-        Command::Unpause(args) => pause::run(args, pause::Traffic::Serving, &printer).await,
+        Command::Pause(args) => pause::run(args, true, &printer).await,
+        Command::Unpause(args) => pause::run(args, false, &printer).await,
         Command::Emulate(args) => emulate::run(args, &printer).await,
         Command::Comment(args) => comment::run(args, &printer).await,
         Command::Run(args) => run::run(args, &printer).await,

@@ -212,7 +212,7 @@ async fn last_change(client: &Client) -> Option<LastChange> {
     postgres::close(conn).await;
     let event = events?.into_iter().find(|e| {
         (e.step == "apply" && e.outcome != "started")
-            || matches!(e.step.as_str(), "pause" | "unpause")
+            || (matches!(e.step.as_str(), "pause" | "unpause") && e.outcome == "completed")
     })?;
     Some(LastChange {
         at: event.at,

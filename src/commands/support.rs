@@ -91,3 +91,28 @@ pub fn notifier(fleet: &Fleet) -> crate::notify::Notifier {
 pub async fn flush_notifications(notifier: &crate::notify::Notifier) {
     notifier.flush(std::time::Duration::from_secs(15)).await;
 }
+
+/// What a failed run undid, kept, could not undo and could not record, a line each.
+pub fn undo_lines(
+    undo: &crate::apply::undo::UndoPlan,
+    undo_errors: &[String],
+    record_errors: &[String],
+) -> Vec<String> {
+    let mut lines: Vec<String> = undo
+        .run
+        .iter()
+        .map(|(kind, _)| format!("undone: {kind}"))
+        .collect();
+    lines.extend(
+        undo.kept
+            .iter()
+            .map(|(kind, why)| format!("KEPT: {kind} — {why}")),
+    );
+    lines.extend(undo_errors.iter().map(|e| format!("undo failed: {e}")));
+    lines.extend(
+        record_errors
+            .iter()
+            .map(|e| format!("update record not written: {e}")),
+    );
+    lines
+}

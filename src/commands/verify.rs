@@ -35,7 +35,7 @@ pub async fn run(args: VerifyArgs, printer: &Printer) -> Result<Exit> {
 }
 
 /// Run the client's verify checks on a read-only connection: whether all passed, and a
-/// line per check under `heading`. `restore` calls it on the restored database.
+/// line per check under `heading`.
 pub async fn check(
     fleet: &Fleet,
     client: &Client,

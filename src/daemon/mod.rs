@@ -566,7 +566,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     let mut failed_plan: Option<crate::plan::Plan> = None;
     let (phase, reason, exit) = match result {
         Ok(Outcome::Converged(_)) => (Phase::Converged, String::new(), Exit::Success),
-        Ok(Outcome::Applied(plan)) => {
+        Ok(Outcome::Applied { plan, .. }) => {
             status.last_change = Some(format!("{now}: applied plan {}", plan.hash));
             notifier.send(notifications::Message::after_update(
                 &plan,

@@ -196,6 +196,33 @@ impl Message {
     }
 }
 
+/// What a run that failed at `step` tells: the rollback, when anything was undone, then the
+/// failure (a request's names its command: "restore failed at verify: ...").
+pub fn failed_run(
+    plan: &Plan,
+    step: &str,
+    error: &str,
+    undone: usize,
+    revision: Option<String>,
+) -> Vec<Message> {
+    let mut messages = Vec::new();
+    if undone > 0 {
+        messages.push(Message::rollback(plan, step, undone, revision.clone()));
+    }
+    let command = if plan.command == crate::plan::APPLY {
+        String::new()
+    } else {
+        format!("{} ", plan.command)
+    };
+    messages.push(Message::failure(
+        &plan.client,
+        &format!("{command}failed at {}", step_failed(step, error)),
+        Some(plan),
+        revision,
+    ));
+    messages
+}
+
 /// `step: error`, for failure texts; an error that already names its step is not
 /// prefixed twice ("failed: bake: bake: ..." read badly).
 pub fn step_failed(step: &str, error: &str) -> String {
@@ -699,6 +726,7 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
+            command: crate::plan::APPLY.to_owned(),
             client: "acme".into(),
             steps: vec![Step::Preflight],
             changes: crate::plan::Changes {

@@ -183,6 +183,7 @@ mod tests {
 
     fn plan() -> Plan {
         Plan {
+            command: crate::plan::APPLY.to_owned(),
             client: "acme".into(),
             steps: vec![Step::Preflight],
             changes: crate::plan::Changes {

@@ -10,6 +10,7 @@ pub mod interrupted;
 pub mod markdown;
 pub mod rehearsal;
 pub mod render;
+pub mod request;
 mod step;
 
 #[cfg(test)]
@@ -44,6 +45,11 @@ pub const URGENT: &str = "maintenance window bypassed: urgent";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Plan {
     pub client: String,
+    /// The command the plan carries out: `apply` (converge to the manifest: `plan`,
+    /// `apply`, the daemon) or an operator's request (`backup`, `restore`, `pause`…, see
+    /// [`request`]). Its run is recorded under this name.
+    #[serde(skip_serializing_if = "is_apply")]
+    pub command: String,
     pub steps: Vec<Step>,
     pub changes: Changes,
     /// Reasons the plan may not run now (it will later, untouched).
@@ -72,6 +78,13 @@ pub struct Plan {
     /// failure changed the plan.
     pub release: String,
 }
+
+fn is_apply(command: &str) -> bool {
+    command == APPLY
+}
+
+/// The command of a converge plan.
+pub const APPLY: &str = "apply";
 
 /// What changes, old → new, for summaries and PR comments.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -211,6 +224,16 @@ pub enum Block {
         held_ms: u64,
         limit_ms: u64,
     },
+    /// The backup a restore would read is another client's, or changed since it was
+    /// taken, or has no dump.
+    Backup { reason: String },
+    /// `repair` may not touch this row (see `postgres::repair`).
+    Repair { reason: String },
+    /// `rollback --code` has nowhere to go.
+    NoPreviousDeployment { client: String },
+    /// `migrate` refused by the run's own judge (`postgres::path`): unfinished or edited
+    /// rows, a down run through a migration without `.down.sql`, transaction control.
+    Run { reason: String },
 }
 
 impl fmt::Display for Block {
@@ -278,6 +301,13 @@ impl fmt::Display for Block {
                 millis(*held_ms),
                 millis(*limit_ms)
             ),
+            Block::Backup { reason } | Block::Repair { reason } | Block::Run { reason } => {
+                f.write_str(reason)
+            }
+            Block::NoPreviousDeployment { client } => write!(
+                f,
+                "client {client}: no previous production deployment is known; pass --to DEPLOYMENT"
+            ),
         }
     }
 }
@@ -341,24 +371,7 @@ pub fn plan(
 
     // Schema: guards on what is applied, then the direction of travel.
     let schema = &observed.schema;
-    match &schema.identity {
-        IdentityObserved::Matches => {}
-        IdentityObserved::NotAdopted => blocks.push(Block::Identity {
-            reason: format!(
-                "the database is not adopted; run `steward adopt {}`",
-                config.name
-            ),
-        }),
-        IdentityObserved::OtherClient(other) => blocks.push(Block::Identity {
-            reason: format!(
-                "the database belongs to client `{other}`, not `{}`",
-                config.name
-            ),
-        }),
-        IdentityObserved::PinnedMismatch { pinned, found } => blocks.push(Block::Identity {
-            reason: format!("its identity is {found}, but the manifest pins {pinned}"),
-        }),
-    }
+    blocks.extend(identity_block(&config.name, &schema.identity));
     blocks.extend(row_blocks(
         &config.name,
         catalog,
@@ -659,6 +672,7 @@ pub fn plan(
     blocks.dedup();
     Plan {
         client: config.name.clone(),
+        command: APPLY.to_owned(),
         steps,
         changes,
         holds,
@@ -702,6 +716,24 @@ pub fn release(desired: &Desired, catalog: &Catalog) -> String {
     });
     let digest = Sha256::digest(input.to_string().as_bytes());
     hex::encode(&digest[..8])
+}
+
+/// The identity refusal of a database that is not this client's: one wording for the
+/// converge plan and every request's plan.
+pub fn identity_block(client: &str, identity: &IdentityObserved) -> Option<Block> {
+    let reason = match identity {
+        IdentityObserved::Matches => return None,
+        IdentityObserved::NotAdopted => {
+            format!("the database is not adopted; run `steward adopt {client}`")
+        }
+        IdentityObserved::OtherClient(other) => {
+            format!("the database belongs to client `{other}`, not `{client}`")
+        }
+        IdentityObserved::PinnedMismatch { pinned, found } => {
+            format!("its identity is {found}, but the manifest pins {pinned}")
+        }
+    };
+    Some(Block::Identity { reason })
 }
 
 /// What the recorded rows forbid, for every write: a `failed` or `in_progress` row (a

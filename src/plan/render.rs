@@ -377,6 +377,7 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
         .map(|plan| {
             json!({
                 "client": plan.client,
+                "command": plan.command,
                 "outcome": plan.outcome(),
                 "status": status_word(plan),
                 "hash": plan.hash,

@@ -60,6 +60,27 @@ pub enum Step {
     },
     /// Write the update record.
     Record,
+    /// Stop the project's traffic (Vercel's pause: every deployment answers 503).
+    Pause { project: String },
+    /// Let the project's traffic through again.
+    Unpause { project: String },
+    /// Restore a backup chosen by hand (`steward restore`), checked before it is read.
+    Restore {
+        backup: String,
+        version: Option<Version>,
+    },
+    /// Settle a `system_versions` row an interrupted run left `in_progress` or `failed`.
+    Repair {
+        version: Version,
+        was: String,
+        mark: String,
+    },
+    /// Point production back at an earlier deployment (Vercel's instant rollback).
+    #[serde(rename = "rollback")]
+    CodeRollback { from: Option<String>, to: String },
+    /// Clear the Failed state so the same release may run again (`steward retry`).
+    #[serde(rename = "retry")]
+    ClearFailure { plan_hash: String, step: String },
 }
 
 fn as_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -119,6 +140,19 @@ pub enum Guard {
     ProductionIs {
         deployment: Option<String>,
     },
+    /// The project's traffic is still paused (or still serving), as observed.
+    Traffic {
+        paused: bool,
+    },
+    /// The backup is still this client's and unchanged since it was taken (sidecar,
+    /// SHA-256), and the database is this client's.
+    BackupIntact {
+        backup: String,
+    },
+    /// The row is still one an interrupted run left unfinished.
+    RowUnfinished {
+        version: Version,
+    },
 }
 
 /// What undoes a step, recorded before the step runs.
@@ -137,6 +171,10 @@ pub enum Undo {
     PromotePrevious { deployment: Option<String> },
     /// Restore the backup this run took before it restored an older one.
     RestoreTakenBackup,
+    /// Let traffic through again (the undo of a pause).
+    Unpause,
+    /// Stop traffic again (the undo of an unpause).
+    Pause,
 }
 
 impl Step {
@@ -162,6 +200,18 @@ impl Step {
             Step::Rebake { deployment, .. } => Guard::ProductionIs {
                 deployment: Some(deployment.clone()),
             },
+            Step::Pause { .. } => Guard::Traffic { paused: false },
+            Step::Unpause { .. } => Guard::Traffic { paused: true },
+            Step::Restore { backup, .. } => Guard::BackupIntact {
+                backup: backup.clone(),
+            },
+            Step::Repair { version, .. } => Guard::RowUnfinished {
+                version: version.clone(),
+            },
+            Step::CodeRollback { from, .. } => Guard::ProductionIs {
+                deployment: from.clone(),
+            },
+            Step::ClearFailure { .. } => Guard::None,
         }
     }
 
@@ -178,6 +228,11 @@ impl Step {
             Step::Promote { previous } | Step::Rebake { previous, .. } => Undo::PromotePrevious {
                 deployment: previous.clone(),
             },
+            Step::CodeRollback { from, .. } => Undo::PromotePrevious {
+                deployment: from.clone(),
+            },
+            Step::Pause { .. } => Undo::Unpause,
+            Step::Unpause { .. } => Undo::Pause,
             // Checks change nothing; a backup on disk and a build that never served are
             // harmless to leave; the record is the history itself.
             Step::Preflight
@@ -188,6 +243,10 @@ impl Step {
             | Step::HealthCheck { .. }
             | Step::Bake { .. }
             | Step::Record => Undo::Nothing,
+            // A restore by hand runs in one transaction (a failed one changed nothing),
+            // and what it replaced was the operator's to keep: `steward backup` first.
+            // A repair and a retry only say what happened; their record is the history.
+            Step::Restore { .. } | Step::Repair { .. } | Step::ClearFailure { .. } => Undo::Nothing,
         }
     }
 
@@ -208,6 +267,12 @@ impl Step {
             Step::Bake { .. } => "bake",
             Step::Rebake { .. } => "rebake",
             Step::Record => "record",
+            Step::Pause { .. } => "pause",
+            Step::Unpause { .. } => "unpause",
+            Step::Restore { .. } => "restore",
+            Step::Repair { .. } => "repair",
+            Step::CodeRollback { .. } => "rollback",
+            Step::ClearFailure { .. } => "retry",
         }
     }
 
@@ -224,6 +289,7 @@ impl Step {
                 | Step::Bake { .. }
                 | Step::Rebake { .. }
                 | Step::Record
+                | Step::ClearFailure { .. }
         )
     }
 
@@ -231,7 +297,10 @@ impl Step {
     pub fn touches_schema(&self) -> bool {
         matches!(
             self,
-            Step::MigrateUp { .. } | Step::MigrateDown { .. } | Step::RestoreBackup { .. }
+            Step::MigrateUp { .. }
+                | Step::MigrateDown { .. }
+                | Step::RestoreBackup { .. }
+                | Step::Restore { .. }
         )
     }
 }
@@ -317,6 +386,32 @@ impl fmt::Display for Step {
                 duration::format(*d)
             ),
             Step::Record => f.write_str("record: update record in steward_events"),
+            Step::Pause { project } => write!(
+                f,
+                "pause: project {project} stops all traffic (every deployment answers 503)"
+            ),
+            Step::Unpause { project } => {
+                write!(f, "unpause: project {project} serves traffic again")
+            }
+            Step::Restore { backup, version } => write!(
+                f,
+                "restore: backup {backup} (schema {}); writes since that backup are discarded",
+                version
+                    .as_ref()
+                    .map_or("(empty)".to_owned(), ToString::to_string)
+            ),
+            Step::Repair { version, was, mark } => {
+                write!(f, "repair: {version} `{was}` → `{mark}`")
+            }
+            Step::CodeRollback { from, to } => write!(
+                f,
+                "rollback: production ← {to} (was {}), no rebuild",
+                from.as_deref().unwrap_or("(none)")
+            ),
+            Step::ClearFailure { plan_hash, step } => write!(
+                f,
+                "retry: clear the Failed state (plan {plan_hash} failed at {step})"
+            ),
         }
     }
 }

@@ -50,6 +50,22 @@ impl Session {
         lock_timeout: Duration,
         adopting: bool,
     ) -> Result<Session, PgError> {
+        let mut session = Session::lock(client, url, lock_timeout).await?;
+        if !adopting {
+            session.check_identity(pinned).await?;
+        }
+        session.ready().await?;
+        Ok(session)
+    }
+
+    /// Connect and take the lock, nothing more: an operator's request judges the
+    /// identity in its plan, on this connection, before [`Session::ready`] writes
+    /// anything (not even `system_versions`).
+    pub async fn lock(
+        client: &str,
+        url: &Secret,
+        lock_timeout: Duration,
+    ) -> Result<Session, PgError> {
         let mut conn = connect(client, url, Access::ReadWrite).await?;
         let started = Instant::now();
         let mut delay = Duration::from_millis(50);
@@ -86,16 +102,16 @@ impl Session {
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_millis(500));
         }
-        let mut session = Session {
+        Ok(Session {
             conn,
             client: client.to_owned(),
             probe: None,
-        };
-        if !adopting {
-            session.check_identity(pinned).await?;
-        }
-        versions::ensure_table(&mut session.conn, client).await?;
-        Ok(session)
+        })
+    }
+
+    /// Make sure steward's bookkeeping table is there, before the first step writes.
+    pub async fn ready(&mut self) -> Result<(), PgError> {
+        versions::ensure_table(&mut self.conn, &self.client).await
     }
 
     /// Refuse unless this database is this client's.

@@ -199,29 +199,7 @@ impl Session {
     /// of another client (or of another database that carries this client's name) is
     /// refused, and the database is left as it is.
     async fn check_dump_identity(&mut self, file: &std::path::Path) -> Result<(), PgError> {
-        let live = super::read_identity(&mut self.conn, &self.client).await?;
-        let dumped = super::backup::identity_in(&self.client, file).await?;
-        let refuse = |why: String| {
-            Err(PgError::refused(
-                &self.client,
-                format!("{why}; refusing to restore it (nothing was written)"),
-            ))
-        };
-        match (dumped, live) {
-            (Some(d), _) if d.client != self.client => refuse(format!(
-                "the dump belongs to client `{}`, not `{}`",
-                d.client, self.client
-            )),
-            (Some(d), Some(l)) if d.id != l.id => refuse(format!(
-                "the dump was taken from another database (identity {}; this database is {})",
-                d.id, l.id
-            )),
-            (None, Some(_)) => refuse(
-                "the dump holds no steward identity, so it was not taken from this adopted database"
-                    .to_owned(),
-            ),
-            _ => Ok(()),
-        }
+        check_dump_identity(&mut self.conn, &self.client, file).await
     }
 
     /// Record the live schema as the reference drift is measured against.
@@ -457,5 +435,39 @@ impl Session {
         )
         .await
         .map_err(|err| (err, statements.len()))
+    }
+}
+
+/// The dump's own identity (read from the archive) against the live database's: a dump of
+/// another client, or of another database, is refused before a byte of it is written.
+/// The restore step checks it on its locked session; a request's plan, on the connection
+/// it observes with, so a dry run refuses alike.
+pub async fn check_dump_identity(
+    conn: &mut sqlx::PgConnection,
+    client: &str,
+    file: &std::path::Path,
+) -> Result<(), PgError> {
+    let live = super::read_identity(conn, client).await?;
+    let dumped = super::backup::identity_in(client, file).await?;
+    let refuse = |why: String| {
+        Err(PgError::refused(
+            client,
+            format!("{why}; refusing to restore it (nothing was written)"),
+        ))
+    };
+    match (dumped, live) {
+        (Some(d), _) if d.client != client => refuse(format!(
+            "the dump belongs to client `{}`, not `{client}`",
+            d.client
+        )),
+        (Some(d), Some(l)) if d.id != l.id => refuse(format!(
+            "the dump was taken from another database (identity {}; this database is {})",
+            d.id, l.id
+        )),
+        (None, Some(_)) => refuse(
+            "the dump holds no steward identity, so it was not taken from this adopted database"
+                .to_owned(),
+        ),
+        _ => Ok(()),
     }
 }

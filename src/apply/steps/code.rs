@@ -9,11 +9,11 @@ use crate::secret::{Secret, SecretRef};
 use crate::vercel;
 
 pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<(), StepError> {
-    let prepared = ctx.prepared;
     let health = &ctx.client.config.policy.health;
     let routes = &ctx.fleet.manifest.spec.vercel.connect_to;
     match step {
         Step::SetEnv { changes } => {
+            let prepared = ctx.prepared()?;
             let previous = previous_env(ctx).await?;
             let key = &prepared.fingerprint_key;
             let values: Vec<(String, Secret, bool, String)> = prepared
@@ -40,6 +40,7 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
             scratch.env_undo = Some(undo);
         }
         Step::Deploy { sha, .. } => {
+            let prepared = ctx.prepared()?;
             let env_changed = prepared
                 .plan
                 .steps
@@ -54,7 +55,7 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                 .as_ref()
                 .map(|d| d.id.clone())
                 .ok_or(StepError::Missing("no deployment to wait for"))?;
-            let d = vercel::wait_ready(&prepared.vercel, &id, ctx.runner.build_timeout).await?;
+            let d = vercel::wait_ready(ctx.link()?.api, &id, ctx.runner.build_timeout).await?;
             scratch.deployment = Some(d);
         }
         Step::HealthCheck { .. } => {
@@ -67,7 +68,8 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                 .as_ref()
                 .map(|d| d.id.clone())
                 .ok_or(StepError::Missing("no deployment to promote"))?;
-            vercel::promote(&prepared.vercel, &prepared.project.id, &id).await?;
+            let link = ctx.link()?;
+            vercel::promote(link.api, &link.project.id, &id).await?;
         }
         Step::Bake { duration } => {
             let host = deployment_host(scratch)?;
@@ -80,7 +82,8 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         } => {
             // The build that is production now (its guard checked that): its own URL, as
             // the interrupted bake checked it.
-            let host = prepared
+            let host = ctx
+                .prepared()?
                 .observed
                 .code
                 .production
@@ -92,12 +95,27 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                 ))?;
             bake(ctx, &host, *duration).await?;
         }
+        Step::Pause { .. } | Step::Unpause { .. } => {
+            let paused = matches!(step, Step::Pause { .. });
+            scratch.said.push(set_paused(ctx, paused).await?);
+        }
+        Step::CodeRollback { from, to } => {
+            let link = ctx.link()?;
+            vercel::rollback(link.api, &link.project.id, to).await?;
+            scratch.said.push(format!(
+                "production rolled back to {to} (was {}); Vercel turned auto-assign of production domains off until the next promote",
+                from.as_deref().unwrap_or("(none)")
+            ));
+        }
         Step::Preflight
         | Step::Backup { .. }
         | Step::MigrateUp { .. }
         | Step::MigrateDown { .. }
         | Step::RestoreBackup { .. }
         | Step::Verify { .. }
+        | Step::Restore { .. }
+        | Step::Repair { .. }
+        | Step::ClearFailure { .. }
         | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
     }
     Ok(())
@@ -136,7 +154,7 @@ fn deployment_host(scratch: &Scratch) -> Result<String, StepError> {
 /// from the secret reference the previous revision wrote it from, if steward's
 /// environment still holds that exact value.
 async fn previous_env(ctx: &Ctx<'_>) -> Result<Vec<(String, Secret, bool, String)>, StepError> {
-    let prepared = ctx.prepared;
+    let prepared = ctx.prepared()?;
     let current = prepared.vercel.env_values(&prepared.project.id).await?;
     let key = &prepared.fingerprint_key;
     Ok(current
@@ -168,17 +186,20 @@ async fn previous_env(ctx: &Ctx<'_>) -> Result<Vec<(String, Secret, bool, String
 }
 
 pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(), StepError> {
-    let prepared = ctx.prepared;
+    let link = ctx.link()?;
     match action {
         Undo::RestoreEnv => {
             if let Some(undo) = &scratch.env_undo {
-                vercel::undo_env(&prepared.vercel, &prepared.project.id, undo).await?;
+                vercel::undo_env(link.api, &link.project.id, undo).await?;
             }
         }
         Undo::PromotePrevious { deployment } => {
             if let Some(previous) = deployment {
-                vercel::rollback(&prepared.vercel, &prepared.project.id, previous).await?;
+                vercel::rollback(link.api, &link.project.id, previous).await?;
             }
+        }
+        Undo::Pause | Undo::Unpause => {
+            set_paused(ctx, *action == Undo::Pause).await?;
         }
         Undo::Nothing
         | Undo::MigrateDownTo { .. }
@@ -186,4 +207,19 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         | Undo::RestoreTakenBackup => unreachable!("not a Vercel undo"),
     }
     Ok(())
+}
+
+/// Pause or unpause the project, confirmed; says what it did.
+async fn set_paused(ctx: &Ctx<'_>, paused: bool) -> Result<String, StepError> {
+    let link = ctx.link()?;
+    vercel::set_paused(link.api, &link.project.id, paused).await?;
+    let project = &link.project.name;
+    Ok(if paused {
+        format!(
+            "project {project} paused: every deployment answers 503 until `steward unpause {}`",
+            ctx.name()
+        )
+    } else {
+        format!("project {project} unpaused: production serves again")
+    })
 }

@@ -1,9 +1,10 @@
-//! Steps on the client's database: preflight, backup, migrate up and down, restore,
-//! verify, and their undos. All run on the session that holds the client's lock.
+//! Steps on the client's database: preflight, backup, migrate up and down, restore (by
+//! policy or by hand), repair, verify, and their undos. All run on the session that holds the client's lock.
 
 use super::{Ctx, Scratch, StepError};
+use crate::migrations::Version;
 use crate::plan::{Step, Undo};
-use crate::postgres::{self, Actor, Session};
+use crate::postgres::{self, Actor, Session, Status};
 
 pub async fn run(
     ctx: &Ctx<'_>,
@@ -18,25 +19,67 @@ pub async fn run(
             session.guard_clean(&fleet.catalog).await?;
         }
         Step::Backup { version } => {
+            let started = std::time::Instant::now();
             let info = postgres::backup::take(
                 name,
-                &ctx.prepared.database_url,
+                ctx.database_url,
                 &fleet.backups_dir,
                 version.as_ref(),
             )
             .await?;
+            scratch.said.push(format!(
+                "backup {} at schema {} ({} in {}, sha256 {}), checked readable: {}",
+                info.id,
+                info.schema_version.as_deref().unwrap_or("(empty)"),
+                crate::progress::bytes(info.size),
+                crate::progress::duration(started.elapsed()),
+                &info.sha256[..16],
+                fleet.backups_dir.join(name).join(&info.file).display()
+            ));
             scratch.backup = Some(info.id);
         }
         Step::MigrateUp { to, .. } => {
-            session.migrate_up(&fleet.catalog, to, ctx.actor()).await?;
+            let report = session.migrate_up(&fleet.catalog, to, ctx.actor()).await?;
+            scratch.said.push(migrated("applied", &report, to));
         }
         Step::MigrateDown { to, .. } => {
-            session
+            let report = session
                 .migrate_down(&fleet.catalog, Some(to), ctx.actor())
                 .await?;
+            scratch.said.push(migrated("rolled back", &report, to));
         }
         Step::RestoreBackup { backup, .. } => {
             restore_checked(ctx, session, backup, ctx.actor()).await?;
+        }
+        Step::Restore { backup, .. } => {
+            let undone = restore_checked(ctx, session, backup, ctx.actor()).await?;
+            let current = session.current_version().await?;
+            scratch.undone = undone.iter().map(ToString::to_string).collect();
+            let mut said = format!(
+                "restored backup {backup}; schema now {}; identity re-checked",
+                current.map_or("(empty)".to_owned(), |v| v.to_string())
+            );
+            if !undone.is_empty() {
+                said.push_str(&format!(
+                    "; marked rolled_back: {}",
+                    scratch.undone.join(", ")
+                ));
+            }
+            scratch.said.push(said);
+        }
+        Step::Repair { version, was, mark } => {
+            let status = if mark == Status::Applied.as_str() {
+                Status::Applied
+            } else {
+                Status::RolledBack
+            };
+            session
+                .repair(&fleet.catalog, version, status, ctx.actor())
+                .await?;
+            scratch.said.push(format!(
+                "{version} was `{was}`, now recorded `{mark}` by {}",
+                ctx.runner.actor
+            ));
         }
         Step::Verify { version } => {
             let report = postgres::verify(
@@ -57,6 +100,9 @@ pub async fn run(
                         .join("; "),
                 ));
             }
+            scratch.said.push(format!(
+                "verified schema {version}: verify files, checks, RLS"
+            ));
         }
         Step::SetEnv { .. }
         | Step::Deploy { .. }
@@ -65,6 +111,10 @@ pub async fn run(
         | Step::Promote { .. }
         | Step::Bake { .. }
         | Step::Rebake { .. }
+        | Step::Pause { .. }
+        | Step::Unpause { .. }
+        | Step::CodeRollback { .. }
+        | Step::ClearFailure { .. }
         | Step::Record => unreachable!("{} is not a database step", step.kind()),
     }
     Ok(())
@@ -89,6 +139,7 @@ pub async fn undo(
                     let backup = scratch.backup.as_deref().unwrap_or_default();
                     restore_checked(ctx, session, backup, ctx.actor())
                         .await
+                        .map(drop)
                         .map_err(|e| StepError::Undo(format!("{err}; restore failed too: {e}")))
                 }
                 Err(err) => Err(err.into()),
@@ -99,37 +150,60 @@ pub async fn undo(
             Ok(())
         }
         Undo::RestoreTakenBackup => match &scratch.backup {
-            Some(backup) => restore_checked(ctx, session, backup, ctx.actor()).await,
+            Some(backup) => restore_checked(ctx, session, backup, ctx.actor())
+                .await
+                .map(drop),
             None => Err(StepError::Undo(
                 "no backup was taken before the restore; nothing to put back".to_owned(),
             )),
         },
-        Undo::Nothing | Undo::RestoreEnv | Undo::PromotePrevious { .. } => {
-            unreachable!("not a database undo")
-        }
+        Undo::Nothing
+        | Undo::RestoreEnv
+        | Undo::PromotePrevious { .. }
+        | Undo::Pause
+        | Undo::Unpause => unreachable!("not a database undo"),
     }
 }
 
 /// `Session::restore` of a backup this client owns: its sidecar and checksum are checked
 /// before the archive is read; the records survive inside the restore (see `backup::restore`).
+/// Returns the versions the restore marked `rolled_back`.
 async fn restore_checked(
     ctx: &Ctx<'_>,
     session: &mut Session,
     backup: &str,
     actor: Actor<'_>,
-) -> Result<(), StepError> {
+) -> Result<Vec<Version>, StepError> {
     let name = ctx.name();
     let fleet = ctx.fleet;
     let (info, file) = postgres::backup::find(name, &fleet.backups_dir, backup)?;
     postgres::backup::check(name, &fleet.backups_dir, &info, &file).await?;
-    session
+    Ok(session
         .restore(
-            &ctx.prepared.database_url,
+            ctx.database_url,
             &file,
             ctx.client.config.database.identity,
             &fleet.catalog,
             actor,
         )
-        .await?;
+        .await?)
+}
+
+fn migrated(what: &str, report: &postgres::MigrateReport, to: &Version) -> String {
+    format!(
+        "{what} {} migration(s) in {} ms: {}; schema now {to}",
+        report.versions.len(),
+        report.elapsed.as_millis(),
+        crate::migrations::summarize(&report.versions)
+    )
+}
+
+/// The guard of a restore by hand: the backup is still this client's and unchanged (the
+/// archive's identity is checked again inside the restore, on the locked session).
+pub async fn check_backup(ctx: &Ctx<'_>, backup: &str) -> Result<(), StepError> {
+    let name = ctx.name();
+    let fleet = ctx.fleet;
+    let (info, file) = postgres::backup::find(name, &fleet.backups_dir, backup)?;
+    postgres::backup::check(name, &fleet.backups_dir, &info, &file).await?;
     Ok(())
 }

@@ -12,11 +12,14 @@ use std::time::Duration;
 
 pub use records::{describe, event};
 
+use sqlx::PgConnection;
+
 use super::record::RecordError;
 use super::{Prepared, Runner};
 use crate::manifest::{Client, Fleet};
-use crate::plan::{self, Guard, Step, Undo};
+use crate::plan::{self, Guard, Plan, Step, Undo};
 use crate::postgres::{PgError, Session};
+use crate::secret::Secret;
 use crate::vercel::{self, EnvUndo, VercelError};
 
 /// What a step's failure says, and so what the executor does about it.
@@ -150,6 +153,18 @@ pub struct Scratch {
     pub env_undo: Option<EnvUndo>,
     /// The id of the backup this run took.
     pub backup: Option<String>,
+    /// What the steps did, in words, for the record and the operator (a backup's id and
+    /// checksum, the project paused, the versions a restore undid).
+    pub said: Vec<String>,
+    /// Versions a restore marked `rolled_back`.
+    pub undone: Vec<String>,
+}
+
+/// The client's Vercel project, as a step acts on it.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    pub api: &'a vercel::VercelClient,
+    pub project: &'a vercel::Project,
 }
 
 /// Everything a step reads about the run it is part of.
@@ -157,10 +172,37 @@ pub struct Ctx<'a> {
     pub runner: &'a Runner,
     pub fleet: &'a Fleet,
     pub client: &'a Client,
-    pub prepared: &'a Prepared,
+    pub plan: &'a Plan,
+    pub database_url: &'a Secret,
+    /// Absent for requests that never touch Vercel.
+    pub vercel: Option<Link<'a>>,
+    /// The converge's whole look (desired env, observed env and production); absent for
+    /// an operator's request.
+    pub converge: Option<&'a Prepared>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// The context of a converge run.
+    pub fn converge(
+        runner: &'a Runner,
+        fleet: &'a Fleet,
+        client: &'a Client,
+        prepared: &'a Prepared,
+    ) -> Self {
+        Ctx {
+            runner,
+            fleet,
+            client,
+            plan: &prepared.plan,
+            database_url: &prepared.database_url,
+            vercel: Some(Link {
+                api: &prepared.vercel,
+                project: &prepared.project,
+            }),
+            converge: Some(prepared),
+        }
+    }
+
     fn name(&self) -> &str {
         &self.client.config.name
     }
@@ -171,19 +213,72 @@ impl Ctx<'_> {
             revision: self.runner.revision.as_deref(),
         }
     }
+
+    fn link(&self) -> Result<Link<'a>, StepError> {
+        self.vercel
+            .ok_or(StepError::Missing("this run has no Vercel project"))
+    }
+
+    fn prepared(&self) -> Result<&'a Prepared, StepError> {
+        self.converge
+            .ok_or(StepError::Missing("this step belongs to a converge plan"))
+    }
+}
+
+/// The client's database as a run holds it: locked (every run that changes the database
+/// or reads what it must not see change), or a plain connection for the update records
+/// only (the traffic switches), which may be absent when the database cannot be reached.
+pub enum Db {
+    Locked(Session),
+    Records(Option<PgConnection>),
+}
+
+impl Db {
+    pub fn session(&mut self) -> Result<&mut Session, StepError> {
+        match self {
+            Db::Locked(session) => Ok(session),
+            Db::Records(_) => Err(StepError::Missing(
+                "this step needs the client's database under steward's lock",
+            )),
+        }
+    }
+
+    /// Where update records go, when the database can be reached.
+    pub fn records(&mut self) -> Option<&mut PgConnection> {
+        match self {
+            Db::Locked(session) => Some(session.connection()),
+            Db::Records(conn) => conn.as_mut(),
+        }
+    }
+
+    /// Whether a record that cannot be written must stop the run: yes under the lock (a
+    /// change nobody can see in the history must not happen), no for the traffic
+    /// switches (the emergency stop goes ahead, and says its record is missing).
+    pub fn records_required(&self) -> bool {
+        matches!(self, Db::Locked(_))
+    }
+
+    pub async fn close(self) {
+        match self {
+            Db::Locked(session) => session.close().await,
+            Db::Records(Some(conn)) => crate::postgres::close(conn).await,
+            Db::Records(None) => {}
+        }
+    }
 }
 
 /// Check a step's precondition right before it runs.
-pub async fn check_guard(
-    ctx: &Ctx<'_>,
-    step: &Step,
-    session: &mut Session,
-) -> Result<(), StepError> {
-    let prepared = ctx.prepared;
+pub async fn check_guard(ctx: &Ctx<'_>, step: &Step, db: &mut Db) -> Result<(), StepError> {
     match step.guard() {
-        Guard::None | Guard::Identity => Ok(()),
+        Guard::None => Ok(()),
+        // Checked on the session's own connection right before the step: a request's
+        // session is opened without the check, its plan having judged the identity.
+        Guard::Identity => {
+            let pinned = ctx.client.config.database.identity;
+            Ok(db.session()?.check_identity(pinned).await?)
+        }
         Guard::SchemaAt { version } => {
-            let current = session.current_version().await?;
+            let current = db.session()?.current_version().await?;
             if current == version {
                 Ok(())
             } else {
@@ -193,6 +288,7 @@ pub async fn check_guard(
             }
         }
         Guard::EnvUnchanged => {
+            let prepared = ctx.prepared()?;
             let now = vercel::observe(&prepared.vercel, &prepared.project.id).await?;
             if plan::env_changes(&prepared.desired.env, &now.env)
                 == plan::env_changes(&prepared.desired.env, &prepared.observed.env)
@@ -206,7 +302,8 @@ pub async fn check_guard(
             }
         }
         Guard::ProductionIs { deployment } => {
-            let project = prepared.vercel.project(&prepared.project.id).await?;
+            let link = ctx.link()?;
+            let project = link.api.project(&link.project.id).await?;
             let current = project.production().map(|d| d.id.clone());
             if current == deployment {
                 Ok(())
@@ -216,13 +313,43 @@ pub async fn check_guard(
                 )))
             }
         }
+        Guard::Traffic { paused } => {
+            let link = ctx.link()?;
+            let project = link.api.project(&link.project.id).await?;
+            if project.paused.unwrap_or(false) == paused {
+                Ok(())
+            } else {
+                Err(StepError::Guard(format!(
+                    "the project was {} by someone else since planning; leaving it as it is",
+                    if paused { "unpaused" } else { "paused" }
+                )))
+            }
+        }
+        Guard::BackupIntact { backup } => {
+            let pinned = ctx.client.config.database.identity;
+            db.session()?.check_identity(pinned).await?;
+            database::check_backup(ctx, &backup).await
+        }
+        Guard::RowUnfinished { version } => {
+            let rows = db.session()?.latest_rows().await?;
+            let unfinished = rows.iter().any(|r| {
+                r.version == version && matches!(r.status.as_str(), "in_progress" | "failed")
+            });
+            if unfinished {
+                Ok(())
+            } else {
+                Err(StepError::Guard(format!(
+                    "{version} is no longer `in_progress` or `failed`; someone settled it since planning"
+                )))
+            }
+        }
     }
 }
 
 /// Run one step. Exhaustive: each family's file owns its steps.
 pub async fn run_step(
     ctx: &Ctx<'_>,
-    session: &mut Session,
+    db: &mut Db,
     step: &Step,
     scratch: &mut Scratch,
 ) -> Result<(), StepError> {
@@ -232,31 +359,39 @@ pub async fn run_step(
         | Step::MigrateUp { .. }
         | Step::MigrateDown { .. }
         | Step::RestoreBackup { .. }
-        | Step::Verify { .. } => database::run(ctx, session, step, scratch).await,
+        | Step::Restore { .. }
+        | Step::Repair { .. }
+        | Step::Verify { .. } => database::run(ctx, db.session()?, step, scratch).await,
         Step::SetEnv { .. }
         | Step::Deploy { .. }
         | Step::WaitReady
         | Step::HealthCheck { .. }
         | Step::Promote { .. }
         | Step::Bake { .. }
-        | Step::Rebake { .. } => code::run(ctx, step, scratch).await,
-        Step::Record => records::complete(ctx, session, scratch).await,
+        | Step::Rebake { .. }
+        | Step::Pause { .. }
+        | Step::Unpause { .. }
+        | Step::CodeRollback { .. } => code::run(ctx, step, scratch).await,
+        Step::Record => records::complete(ctx, db, scratch).await,
+        Step::ClearFailure { .. } => records::clear_failure(ctx, db.session()?, scratch).await,
     }
 }
 
 /// Carry out one undo.
 pub async fn undo(
     ctx: &Ctx<'_>,
-    session: &mut Session,
+    db: &mut Db,
     action: &Undo,
     scratch: &Scratch,
 ) -> Result<(), StepError> {
     match action {
         Undo::Nothing => Ok(()),
         Undo::MigrateDownTo { .. } | Undo::MigrateUpTo { .. } | Undo::RestoreTakenBackup => {
-            database::undo(ctx, session, action, scratch).await
+            database::undo(ctx, db.session()?, action, scratch).await
         }
-        Undo::RestoreEnv | Undo::PromotePrevious { .. } => code::undo(ctx, action, scratch).await,
+        Undo::RestoreEnv | Undo::PromotePrevious { .. } | Undo::Pause | Undo::Unpause => {
+            code::undo(ctx, action, scratch).await
+        }
     }
 }
 

@@ -3,10 +3,10 @@
 
 use chrono::Utc;
 
-use super::{Ctx, Scratch, StepError};
+use super::{Ctx, Db, Scratch, StepError};
 use crate::apply::Runner;
 use crate::apply::record::{self, Event, EventKind};
-use crate::plan::{Plan, Step};
+use crate::plan::{APPLY, Plan, Step};
 use crate::postgres::Session;
 
 /// An event of this run: client, plan hash, release and revision filled in.
@@ -38,22 +38,25 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
             e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
         }
         Step::Rebake { deployment, .. } => e.deployment_id = Some(deployment.clone()),
+        Step::CodeRollback { to, .. } => e.deployment_id = Some(to.clone()),
+        Step::Repair { version, .. } => e.versions = vec![version.to_string()],
+        Step::Restore { .. } => e.versions = scratch.undone.clone(),
         Step::Preflight
         | Step::Backup { .. }
         | Step::RestoreBackup { .. }
         | Step::Verify { .. }
+        | Step::Pause { .. }
+        | Step::Unpause { .. }
+        | Step::ClearFailure { .. }
         | Step::Record => {}
     }
 }
 
-/// The guide's "update completed successfully" record.
-pub async fn complete(
-    ctx: &Ctx<'_>,
-    session: &mut Session,
-    scratch: &Scratch,
-) -> Result<(), StepError> {
-    let plan = &ctx.prepared.plan;
-    let mut e = event(ctx.runner, plan, "apply", EventKind::Completed);
+/// The guide's "update completed successfully" record, under the plan's command. A
+/// request's record says in words what its steps did.
+pub async fn complete(ctx: &Ctx<'_>, db: &mut Db, scratch: &Scratch) -> Result<(), StepError> {
+    let plan = ctx.plan;
+    let mut e = event(ctx.runner, plan, &plan.command, EventKind::Completed);
     e.deployment_id = scratch
         .deployment
         .as_ref()
@@ -61,6 +64,7 @@ pub async fn complete(
         .or_else(|| {
             plan.steps.iter().find_map(|s| match s {
                 Step::Rebake { deployment, .. } => Some(deployment.clone()),
+                Step::CodeRollback { to, .. } => Some(to.clone()),
                 _ => None,
             })
         });
@@ -71,10 +75,52 @@ pub async fn complete(
         .iter()
         .map(|x| format!("{}{}", x.action.sign(), x.key))
         .collect();
-    e.detail = Some(format!(
-        "completed at {}",
-        Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+    e.detail = Some(if plan.command == APPLY || scratch.said.is_empty() {
+        format!(
+            "completed at {}",
+            Utc::now().format("%Y-%m-%d %H:%M:%S UTC")
+        )
+    } else {
+        scratch.said.join("; ")
+    });
+    if plan.command != APPLY {
+        e.versions.extend(scratch.undone.iter().cloned());
+    }
+    match db.records() {
+        Some(conn) => record::append(conn, &e).await?,
+        // Only a run that may go on without its records has no connection for them.
+        None => {
+            tracing::warn!(client = %plan.client, command = %plan.command, "the client's database cannot be reached; the update record is not written")
+        }
+    }
+    Ok(())
+}
+
+/// `steward retry`: the Failed state is the newest apply-level failure with nothing
+/// after it; a `retry` record after it clears it, and the notifications of the attempt
+/// may be sent again. Read again here, under the lock: what is cleared is what is live.
+pub async fn clear_failure(
+    ctx: &Ctx<'_>,
+    session: &mut Session,
+    scratch: &mut Scratch,
+) -> Result<(), StepError> {
+    let conn = session.connection();
+    let Some(failure) = record::last_failure(conn).await? else {
+        return Err(StepError::Guard(
+            "the Failed state was cleared since planning; nothing to retry".to_owned(),
+        ));
+    };
+    let mut e = Event::new(&ctx.plan.client, APPLY, EventKind::Retry, &ctx.runner.actor);
+    e.plan_hash = Some(failure.plan_hash.clone());
+    e.release = failure.release.clone();
+    e.fleet_revision = ctx.runner.revision.clone();
+    e.detail = Some(format!("retry after failure at {}", failure.step));
+    record::append(conn, &e).await?;
+    // A retry is a new attempt: its start and outcome are told again.
+    crate::notify::once::forget_attempt(&ctx.plan.client, conn).await?;
+    scratch.said.push(format!(
+        "Failed state cleared (plan {}); the next apply or daemon loop runs it again",
+        failure.plan_hash
     ));
-    record::append(session.connection(), &e).await?;
     Ok(())
 }
