@@ -411,7 +411,7 @@ rehearsing {COUNT} migrations on a copy (best of 3)"
     );
     println!(
         "{:<46} {:>10.3} {:>9.2}x",
-        "steward rehearsal (with lock/row probe, verify)",
+        "steward rehearsal (locks, rows, verify, drop)",
         steward.as_secs_f64(),
         steward.as_secs_f64() / hand.as_secs_f64()
     );

@@ -255,18 +255,24 @@ impl Session {
             return Ok(());
         }
         let status = direction.done();
-        let probe = self.probe.is_some();
         let mut sql = String::from("BEGIN;\n");
-        if probe {
-            sql.push_str(&Probe::batch_begin());
+        if let Some(probe) = &self.probe {
+            sql.push_str(&probe.batch_begin());
         }
         for m in batch {
+            let script = &direction.script(m).sql;
             let _ = write!(
                 sql,
-                "SELECT set_config('steward.t', clock_timestamp()::text, true);\n{}\n;\n\
-                 INSERT INTO system_versions (version, applied_at, status, name, checksum, execution_ms, applied_by, fleet_revision) \
-                 VALUES ({}, clock_timestamp(), {}, {}, {}, (extract(epoch FROM clock_timestamp() - current_setting('steward.t')::timestamptz) * 1000)::bigint, {}, {});\n",
-                direction.script(m).sql,
+                "SELECT set_config('steward.t', clock_timestamp()::text, true) AS {};\n{script}\n;\n",
+                super::rehearse::MIGRATION_START,
+            );
+            if let Some(probe) = &self.probe {
+                sql.push_str(&probe.after(&m.version, script));
+            }
+            let _ = writeln!(
+                sql,
+                "INSERT INTO system_versions (version, applied_at, status, name, checksum, execution_ms, applied_by, fleet_revision) \
+                 VALUES ({}, clock_timestamp(), {}, {}, {}, (extract(epoch FROM clock_timestamp() - current_setting('steward.t')::timestamptz) * 1000)::bigint, {}, {});",
                 quote(m.version.as_str()),
                 quote(status.as_str()),
                 quote(&m.name),
@@ -275,18 +281,19 @@ impl Session {
                 quote(actor.name),
                 opt(actor.revision),
             );
-            if probe {
-                sql.push_str(&Probe::after(&m.version));
-            }
         }
-        if probe {
-            sql.push_str(&Probe::batch_end());
+        if let Some(probe) = &self.probe {
+            sql.push_str(&probe.batch_end());
         }
         sql.push_str("COMMIT;");
-        if let Err(err) = sqlx::raw_sql(AssertSqlSafe(sql.as_str()))
-            .execute(&mut self.conn)
-            .await
-        {
+        let ran = match self.probe.as_mut() {
+            Some(probe) => probe.run_batch(&mut self.conn, &sql).await,
+            None => sqlx::raw_sql(AssertSqlSafe(sql.as_str()))
+                .execute(&mut self.conn)
+                .await
+                .map(drop),
+        };
+        if let Err(err) = ran {
             let _ = sqlx::raw_sql("ROLLBACK").execute(&mut self.conn).await;
             // Find out exactly which file and line failed: replay one statement at a time
             // in a transaction that is rolled back. Only on failure, so it costs nothing

@@ -4,9 +4,10 @@
 //! copy — on success, on failure and on panic. Production is never connected to.
 //!
 //! What each migration did is measured by a probe the migration runner carries while
-//! rehearsing: inside a batch, a row written after each migration records the session's
-//! own `pg_locks` and `pg_stat_xact_user_tables` (exact, and free of sampling); around a
-//! no-transaction statement, a second session samples `pg_locks` for the runner's pid.
+//! rehearsing (see [`Probe`]): inside a batch, marks streamed back between migrations
+//! give each one's time, its statements' command tags its rows, and the session's own
+//! `pg_locks` the locks it took (exact, and free of sampling); around a no-transaction
+//! statement, a second session samples `pg_locks` for the runner's pid.
 
 use sqlx::AssertSqlSafe;
 use std::collections::{BTreeMap, BTreeSet};
@@ -14,7 +15,6 @@ use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
 use futures::FutureExt as _;
 use sqlx::{PgConnection, Row as _};
 use tokio::sync::oneshot;
@@ -117,10 +117,7 @@ async fn run_on_copy(
     };
     let run = session.migrate_up(&input.catalog, &input.to, actor).await;
     let probe = session.probe.take();
-    let migrations = match probe {
-        Some(probe) => probe.finish(&mut session.conn, client).await?,
-        None => Vec::new(),
-    };
+    let migrations = probe.map(Probe::finish).unwrap_or_default();
     let failure = match run {
         Ok(_) => verify_failure(&mut session, input).await?,
         Err(PgError::Migration {
@@ -267,7 +264,7 @@ fn millis(d: Duration) -> u64 {
 
 /// Tables that existed before the run, by oid: locks on tables a migration creates
 /// block nobody, so only these count. steward's own tables are left out.
-const EXISTING_TABLES: &str = "SELECT c.oid::bigint AS oid,
+const EXISTING_TABLES: &str = "SELECT c.oid::bigint AS oid, c.relname AS relname,
         CASE WHEN n.nspname = 'public' THEN '' ELSE n.nspname || '.' END || c.relname AS name
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.relkind IN ('r', 'p', 'm')
@@ -275,17 +272,32 @@ const EXISTING_TABLES: &str = "SELECT c.oid::bigint AS oid,
       AND n.nspname NOT LIKE 'pg\\_temp%'
       AND c.relname <> 'system_versions' AND c.relname NOT LIKE 'steward\\_%'";
 
-const PROBE_TABLE: &str = "CREATE TEMP TABLE steward_probe (
-    seq bigserial, mark text NOT NULL, version text, at timestamptz NOT NULL,
-    rows bigint NOT NULL, locks jsonb NOT NULL)";
+/// The column that tells a probe's mark from a migration's own rows.
+const MARK: &str = "steward_probe";
+/// The column of the row that starts a migration (the batch's `set_config`).
+pub(crate) const MIGRATION_START: &str = "steward_migration_start";
 
 /// Measures one migration run on the scratch copy; carried by the `Session`.
+///
+/// It costs next to nothing per migration, so a rehearsal runs at about the speed of
+/// the real run: the batch is streamed, and each migration's rows touched are read from
+/// the command tags of its statements; after each migration a mark row gives the time;
+/// the session's own `pg_locks` are read only after a migration that names a table
+/// that existed before the run (the only locks that block anyone) and once at the
+/// batch's end. A lock first seen at a mark was taken by one of the migrations since the
+/// previous lock reading; it is put on the earliest of them, so the time it is said to
+/// be held is never shorter than the truth.
 #[derive(Debug)]
 pub(crate) struct Probe {
     scratch: Secret,
     client: String,
     pid: i32,
     existing: BTreeMap<i64, String>,
+    /// The existing tables' own names, lowercased: a migration that names none of them
+    /// needs no lock reading of its own.
+    names: BTreeSet<String>,
+    /// Figures of the batches that committed.
+    batches: Vec<MigrationFigures>,
     /// No-transaction statements, as they ran.
     alone: Vec<AloneStatement>,
 }
@@ -305,22 +317,34 @@ pub(crate) struct Watch {
     started: Instant,
 }
 
+/// One mark of a streamed batch.
+#[derive(Debug)]
+struct Mark {
+    version: Option<Version>,
+    at_us: i64,
+    /// The session's locks on existing tables, when this mark read them.
+    locks: Option<BTreeSet<(i64, String)>>,
+    /// Rows the migration's own statements touched (from their command tags).
+    rows: u64,
+}
+
 impl Probe {
     async fn start(session: &mut Session, scratch: &Secret) -> Result<Probe, PgError> {
         let client = session.client.clone();
         let conn = &mut session.conn;
-        sqlx::raw_sql(PROBE_TABLE)
-            .execute(&mut *conn)
-            .await
-            .map_err(PgError::query(&client, "preparing the rehearsal probe"))?;
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut *conn)
             .await
             .map_err(PgError::query(&client, "preparing the rehearsal probe"))?;
-        let existing = sqlx::query(EXISTING_TABLES)
+        let rows = sqlx::query(EXISTING_TABLES)
             .fetch_all(&mut *conn)
             .await
-            .map_err(PgError::query(&client, "listing the copy's tables"))?
+            .map_err(PgError::query(&client, "listing the copy's tables"))?;
+        let names = rows
+            .iter()
+            .map(|row| row.get::<String, _>("relname").to_lowercase())
+            .collect();
+        let existing = rows
             .into_iter()
             .map(|row| (row.get::<i64, _>("oid"), row.get::<String, _>("name")))
             .collect();
@@ -329,34 +353,117 @@ impl Probe {
             client,
             pid,
             existing,
+            names,
+            batches: Vec::new(),
             alone: Vec::new(),
         })
     }
 
     /// SQL that marks a batch's start (right after BEGIN).
-    pub(crate) fn batch_begin() -> String {
-        Self::mark("begin", None)
+    pub(crate) fn batch_begin(&self) -> String {
+        self.mark(None, false)
     }
 
-    /// SQL that records the session's locks and rows after one migration of a batch.
-    pub(crate) fn after(version: &Version) -> String {
-        Self::mark("after", Some(version))
+    /// SQL that marks the end of one migration of a batch (before its bookkeeping row).
+    pub(crate) fn after(&self, version: &Version, sql: &str) -> String {
+        self.mark(Some(version), self.names_an_existing_table(sql))
     }
 
-    /// SQL that marks the batch's end (right before COMMIT).
-    pub(crate) fn batch_end() -> String {
-        Self::mark("end", None)
+    /// SQL that marks the batch's end (right before COMMIT), reading every lock.
+    pub(crate) fn batch_end(&self) -> String {
+        self.mark(None, true)
     }
 
-    fn mark(mark: &str, version: Option<&Version>) -> String {
+    fn mark(&self, version: Option<&Version>, read_locks: bool) -> String {
+        let locks = if read_locks && !self.existing.is_empty() {
+            let oids: Vec<String> = self.existing.keys().map(i64::to_string).collect();
+            format!(
+                "(SELECT coalesce(jsonb_agg(jsonb_build_array(relation::bigint, mode)), '[]')::text FROM pg_locks
+                   WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation = ANY('{{{}}}'::oid[]))",
+                oids.join(",")
+            )
+        } else if read_locks {
+            "'[]'".to_owned()
+        } else {
+            "NULL::text".to_owned()
+        };
         format!(
-            "INSERT INTO pg_temp.steward_probe (mark, version, at, rows, locks) SELECT '{mark}', {}, clock_timestamp(),
-               (SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::bigint FROM pg_stat_xact_user_tables
-                 WHERE relname <> 'system_versions' AND relname NOT LIKE 'steward\\_%' AND schemaname NOT LIKE 'pg\\_temp%'),
-               (SELECT coalesce(jsonb_agg(jsonb_build_array(relation::bigint, mode)), '[]') FROM pg_locks
-                 WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted);\n",
-            version.map_or("NULL".to_owned(), |v| format!("'{}'", v.as_str()))
+            "SELECT {} AS {MARK}, (extract(epoch FROM clock_timestamp()) * 1000000)::bigint::text AS at_us, {locks} AS locks;\n",
+            version.map_or("''".to_owned(), |v| format!("'{}'", v.as_str()))
         )
+    }
+
+    /// Whether `sql` names (as a word) a table that existed before the run. A false
+    /// positive only costs a lock reading.
+    fn names_an_existing_table(&self, sql: &str) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        let sql = sql.to_lowercase();
+        let words: BTreeSet<&str> = sql
+            .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+            .filter(|w| !w.is_empty())
+            .collect();
+        self.names.iter().any(|name| {
+            if name
+                .chars()
+                .all(|c| c.is_alphanumeric() || c == '_' || c == '$')
+            {
+                words.contains(name.as_str())
+            } else {
+                sql.contains(name.as_str())
+            }
+        })
+    }
+
+    /// Run one batch (`BEGIN … COMMIT` with this probe's marks), streaming its results:
+    /// the figures of its migrations are kept once it has committed.
+    pub(crate) async fn run_batch(
+        &mut self,
+        conn: &mut PgConnection,
+        sql: &str,
+    ) -> Result<(), sqlx::Error> {
+        use futures::TryStreamExt as _;
+        use sqlx::Either;
+
+        let mut marks = Vec::new();
+        let mut rows = 0u64;
+        let mut counting = false;
+        // A statement that returned rows (a SELECT) touched none: its count is rows sent.
+        let mut returned_rows = false;
+        let mut stream = sqlx::raw_sql(AssertSqlSafe(sql)).fetch_many(conn);
+        while let Some(item) = stream.try_next().await? {
+            match item {
+                Either::Left(done) => {
+                    if counting && !returned_rows {
+                        rows += done.rows_affected();
+                    }
+                    returned_rows = false;
+                }
+                Either::Right(row) => {
+                    returned_rows = true;
+                    if row.try_column(MIGRATION_START).is_ok() {
+                        (counting, rows) = (true, 0);
+                    } else if let Ok(version) = row.try_get::<String, _>(MARK) {
+                        counting = false;
+                        marks.push(Mark {
+                            version: version.parse().ok(),
+                            at_us: row
+                                .try_get::<String, _>("at_us")?
+                                .parse()
+                                .unwrap_or_default(),
+                            locks: row
+                                .try_get::<Option<String>, _>("locks")?
+                                .map(|l| serde_json::from_str(&l).unwrap_or_default()),
+                            rows: std::mem::take(&mut rows),
+                        });
+                    }
+                }
+            }
+        }
+        let figures = self.one_batch(&marks);
+        self.batches.extend(figures);
+        Ok(())
     }
 
     /// Start sampling the runner's locks from a second session, for one no-transaction
@@ -407,68 +514,50 @@ impl Probe {
         });
     }
 
-    /// Read the batch probes back and turn everything into per-migration figures.
-    async fn finish(
-        self,
-        conn: &mut PgConnection,
-        client: &str,
-    ) -> Result<Vec<MigrationFigures>, PgError> {
-        let marks: Vec<Mark> = sqlx::query(
-            "SELECT mark, version, at, rows, locks::text AS locks FROM pg_temp.steward_probe ORDER BY seq",
-        )
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(PgError::query(client, "reading the rehearsal probe"))?
-        .into_iter()
-        .map(|row| Mark {
-            mark: row.get("mark"),
-            version: row.get("version"),
-            at: row.get("at"),
-            rows: row.get("rows"),
-            locks: serde_json::from_str(&row.get::<String, _>("locks")).unwrap_or_default(),
-        })
-        .collect();
-        let mut figures = self.batch_figures(&marks);
-        figures.extend(self.alone_figures());
+    /// Every migration's figures, in version order.
+    fn finish(self) -> Vec<MigrationFigures> {
+        let mut figures = self.alone_figures();
+        figures.extend(self.batches);
         figures.sort_by(|a, b| a.version.cmp(&b.version));
-        Ok(figures)
+        figures
     }
 
-    fn batch_figures(&self, marks: &[Mark]) -> Vec<MigrationFigures> {
-        let mut out = Vec::new();
-        let mut batch: Vec<&Mark> = Vec::new();
-        for mark in marks {
-            match mark.mark.as_str() {
-                "begin" => batch = vec![mark],
-                "after" => batch.push(mark),
-                _ => {
-                    out.extend(self.one_batch(&batch, mark.at));
-                    batch.clear();
-                }
-            }
-        }
-        out
-    }
-
-    /// Migrations of one committed batch: each lock first seen after migration k was
-    /// taken by k and held from k's start until the batch's COMMIT.
-    fn one_batch(&self, batch: &[&Mark], end: DateTime<Utc>) -> Vec<MigrationFigures> {
-        batch
+    /// Migrations of one committed batch, from its marks (begin, one per migration, end).
+    fn one_batch(&self, marks: &[Mark]) -> Vec<MigrationFigures> {
+        let Some((end, marks)) = marks.split_last() else {
+            return Vec::new();
+        };
+        let mut figures: Vec<MigrationFigures> = marks
             .windows(2)
             .filter_map(|pair| {
-                let (before, after) = (pair[0], pair[1]);
-                let version = after.version.as_deref()?.parse::<Version>().ok()?;
-                let taken: BTreeSet<(i64, String)> =
-                    after.locks.difference(&before.locks).cloned().collect();
-                let held = (end - before.at).to_std().unwrap_or_default();
                 Some(MigrationFigures {
-                    version,
-                    duration_ms: millis((after.at - before.at).to_std().unwrap_or_default()),
-                    lock: self.strongest(&taken, held),
-                    rows: u64::try_from(after.rows - before.rows).unwrap_or(0),
+                    version: pair[1].version.clone()?,
+                    duration_ms: micros_to_ms(pair[1].at_us - pair[0].at_us),
+                    lock: None,
+                    rows: pair[1].rows,
                 })
             })
-            .collect()
+            .collect();
+        // Each lock reading, with the migrations (by index) since the previous one.
+        let mut seen: BTreeSet<(i64, String)> = BTreeSet::new();
+        let mut since = 0;
+        let mut taken: Vec<BTreeSet<(i64, String)>> = vec![BTreeSet::new(); figures.len()];
+        for (i, mark) in marks.iter().skip(1).chain([end]).enumerate() {
+            let Some(locks) = &mark.locks else { continue };
+            let new: BTreeSet<_> = locks.difference(&seen).cloned().collect();
+            if let Some(first) = taken.get_mut(since.min(figures.len().saturating_sub(1))) {
+                first.extend(new.iter().cloned());
+            }
+            seen.extend(new);
+            since = i + 1;
+        }
+        for (i, figure) in figures.iter_mut().enumerate() {
+            // Held from the start of the migration that took it until the COMMIT.
+            let held =
+                Duration::from_micros(u64::try_from(end.at_us - marks[i].at_us).unwrap_or(0));
+            figure.lock = self.strongest(&taken[i], held);
+        }
+        figures
     }
 
     fn alone_figures(&self) -> Vec<MigrationFigures> {
@@ -517,12 +606,8 @@ impl Probe {
     }
 }
 
-struct Mark {
-    mark: String,
-    version: Option<String>,
-    at: DateTime<Utc>,
-    rows: i64,
-    locks: BTreeSet<(i64, String)>,
+fn micros_to_ms(us: i64) -> u64 {
+    u64::try_from(us / 1000).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -550,5 +635,89 @@ mod tests {
             url.expose(),
             "postgres://app:pw@db.example:6000/scratch?sslmode=require"
         );
+    }
+
+    fn probe_of(existing: &[(i64, &str)]) -> Probe {
+        Probe {
+            scratch: Secret::new("postgres://localhost/scratch"),
+            client: "c".to_owned(),
+            pid: 1,
+            existing: existing
+                .iter()
+                .map(|(o, n)| (*o, (*n).to_owned()))
+                .collect(),
+            names: existing.iter().map(|(_, n)| n.to_lowercase()).collect(),
+            batches: Vec::new(),
+            alone: Vec::new(),
+        }
+    }
+
+    fn mark(version: Option<&str>, at_ms: i64, locks: Option<&[(i64, &str)]>, rows: u64) -> Mark {
+        Mark {
+            version: version.map(|v| v.parse().expect("version")),
+            at_us: at_ms * 1000,
+            locks: locks.map(|l| l.iter().map(|(o, m)| (*o, (*m).to_owned())).collect()),
+            rows,
+        }
+    }
+
+    #[test]
+    fn only_a_migration_naming_an_existing_table_reads_the_locks() {
+        let probe = probe_of(&[(1, "accounts"), (2, "Audit Log")]);
+        assert!(probe.names_an_existing_table("ALTER TABLE public.Accounts ADD x int"));
+        assert!(probe.names_an_existing_table("update \"audit log\" set a = 1"));
+        assert!(!probe.names_an_existing_table("create table accounts_archive (id int)"));
+        assert!(!probe_of(&[]).names_an_existing_table("alter table accounts add x int"));
+    }
+
+    #[test]
+    fn a_lock_first_seen_at_the_end_is_put_on_the_earliest_migration_since_the_last_reading() {
+        let probe = probe_of(&[(1, "accounts"), (2, "members")]);
+        let marks = [
+            mark(None, 0, None, 0),
+            // Names `members`: read, and its lock is its own.
+            mark(
+                Some("2025_01_01_001"),
+                100,
+                Some(&[(2, "RowExclusiveLock")]),
+                5,
+            ),
+            // Two migrations naming no existing table (one reached `accounts` through a
+            // function): the end's reading finds a lock neither was read for.
+            mark(Some("2025_01_01_002"), 300, None, 0),
+            mark(Some("2025_01_01_003"), 600, None, 2),
+            mark(
+                None,
+                1000,
+                Some(&[(2, "RowExclusiveLock"), (1, "AccessExclusiveLock")]),
+                0,
+            ),
+        ];
+        let figures = probe.one_batch(&marks);
+        assert_eq!(figures.len(), 3);
+        assert_eq!(
+            (
+                figures[0].duration_ms,
+                figures[1].duration_ms,
+                figures[2].duration_ms
+            ),
+            (100, 200, 300)
+        );
+        assert_eq!((figures[0].rows, figures[2].rows), (5, 2));
+        let first = figures[0].lock.as_ref().expect("members");
+        assert_eq!(
+            (first.tables.clone(), first.held_ms),
+            (vec!["members".to_owned()], 1000)
+        );
+        let second = figures[1]
+            .lock
+            .as_ref()
+            .expect("accounts, on the earliest candidate");
+        assert_eq!(second.mode, LockMode::AccessExclusive);
+        assert_eq!(
+            (second.tables.clone(), second.held_ms),
+            (vec!["accounts".to_owned()], 900)
+        );
+        assert!(figures[2].lock.is_none());
     }
 }
