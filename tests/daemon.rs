@@ -215,3 +215,93 @@ async fn the_status_server_serves_health_readiness_status_and_prometheus_metrics
     });
     assert_eq!(status.code(), Some(0), "a clean shutdown exits 0");
 }
+
+/// The daemon's view of one client, from its status server.
+async fn client_status(http: &reqwest::Client, addr: &str) -> Option<serde_json::Value> {
+    let status: serde_json::Value = http
+        .get(format!("http://{addr}/status"))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    Some(status["clients"]["shop"].clone())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_cut_short_by_a_transient_fault_is_retried_before_the_next_pass_and_status_says_when()
+{
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    // Vercel answers the build's calls with 500 three times: one attempt per call, the
+    // step tried three times, so the run stops Interrupted (nothing undone) and the
+    // fault is over by the daemon's retry.
+    world.emulator.update_faults(|f| {
+        f.errors = 3;
+        f.error_path = "/v13/deployments".into();
+    });
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
+        listener.local_addr().expect("addr").port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    // The next regular pass is an hour away: only the retry can converge the client.
+    let mut child = run_command(
+        &world,
+        &[
+            "--vercel-max-attempts",
+            "1",
+            "run",
+            "--listen",
+            &addr,
+            "--interval",
+            "1h",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let http = reqwest::Client::new();
+    let mut retrying = None;
+    let mut converged = false;
+    for _ in 0..900 {
+        if let Some(shop) = client_status(&http, &addr).await {
+            let reason = shop["reason"].as_str().unwrap_or_default().to_owned();
+            if reason.starts_with("retrying in ") && retrying.is_none() {
+                assert!(shop["next_retry"].is_string(), "status says when: {shop}");
+                retrying = Some(reason);
+            }
+            if shop["phase"] == "Converged" {
+                converged = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let retrying = retrying.expect("status showed the retry");
+    assert!(
+        retrying.contains("after: transient:") && retrying.contains("deploy"),
+        "{retrying}"
+    );
+    assert!(
+        converged,
+        "the retry converged the client before the next pass"
+    );
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+    let mut conn = world.db.connect().await;
+    let interrupted: i64 = sqlx::query_scalar(
+        "select count(*) from steward_events where step = 'deploy' and outcome = 'interrupted'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("read steward_events");
+    assert_eq!(
+        interrupted, 1,
+        "one run was interrupted, then one completed"
+    );
+    assert_eq!(completed_applies(&world).await, 1);
+}

@@ -271,12 +271,16 @@ pub async fn run(
     let schema_cache = Some(Arc::new(
         SchemaCache::new(max_age).with_counters(metrics.observation_counters()),
     ));
+    // A pass woken by a client's retry time (a run cut short by a transient fault, an
+    // error's backoff, a rate limit's reset) runs only the clients that are due.
+    let mut retries_only = false;
     loop {
         let started = Instant::now();
         let exit = pass(
             &settings,
             &shared,
             &stop,
+            retries_only,
             &mut last_good,
             &notifier,
             schema_cache.clone(),
@@ -296,7 +300,19 @@ pub async fn run(
         }
         let mut stop_wait = stop.clone();
         let resync = shared.read().await.resync.clone();
+        let next_retry = shared
+            .read()
+            .await
+            .clients
+            .values()
+            .filter_map(|c| c.retry_at)
+            .min();
+        retries_only = false;
         tokio::select! {
+            _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now).into()),
+                if next_retry.is_some_and(|at| at < Instant::now() + settings.interval) => {
+                retries_only = true;
+            }
             _ = resync.notified() => {
                 tracing::info!("webhook: resyncing");
                 if settings.pull {
@@ -327,6 +343,7 @@ async fn pass(
     settings: &Settings,
     shared: &Arc<RwLock<Shared>>,
     stop: &watch::Receiver<bool>,
+    retries_only: bool,
     last_good: &mut HashMap<String, Client>,
     notifier: &Notifier,
     schema_cache: Option<Arc<SchemaCache>>,
@@ -401,13 +418,16 @@ async fn pass(
             if *stop.borrow() {
                 break;
             }
-            let due = shared
+            let retry_at = shared
                 .read()
                 .await
                 .clients
                 .get(&name)
-                .and_then(|c| c.retry_at)
-                .is_none_or(|at| at <= Instant::now());
+                .and_then(|c| c.retry_at);
+            let due = match retry_at {
+                Some(at) => at <= Instant::now(),
+                None => !retries_only,
+            };
             if !due {
                 continue;
             }
@@ -602,6 +622,25 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 (Phase::Holding, reasons.join("; "), Exit::Changes)
             }
         }
+        Ok(Outcome::Interrupted { after, why, .. }) if why.starts_with("transient: ") => {
+            // Steward's side failed, not the release: try this client again soon, sooner
+            // than its next regular pass, backing off while the fault lasts.
+            status.failures += 1;
+            let wait = retry_schedule(TRANSIENT_BASE, status.failures);
+            status.retry_at = Some(Instant::now() + wait);
+            status.next_retry = chrono::Duration::from_std(wait)
+                .ok()
+                .map(|after| chrono::Utc::now() + after);
+            tracing::warn!(why = %why, retry_in_s = wait.as_secs(), "run interrupted by a transient fault; retrying");
+            (
+                Phase::Pending,
+                format!(
+                    "retrying in {} after: {why} (stopped after {after})",
+                    crate::progress::duration(wait)
+                ),
+                Exit::Changes,
+            )
+        }
         Ok(Outcome::Interrupted { after, why, .. }) => (
             Phase::Pending,
             format!("interrupted: {why} after {after}"),
@@ -661,7 +700,8 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             )
         }
     };
-    if phase != Phase::Error && phase != Phase::RateLimited {
+    let retrying = phase == Phase::Pending && reason.starts_with("retrying in ");
+    if phase != Phase::Error && phase != Phase::RateLimited && !retrying {
         status.failures = 0;
         status.retry_at = None;
         status.next_retry = None;
@@ -701,8 +741,20 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
 /// The error policy: transient errors retry soon with exponential backoff; permanent ones
 /// wait much longer (a manifest change triggers a new pass anyway).
 pub fn backoff(err: &ApplyError, failures: u32) -> Duration {
+    let base = if err.is_transient() {
+        TRANSIENT_BASE
+    } else {
+        Duration::from_secs(300)
+    };
+    retry_schedule(base, failures)
+}
+
+/// The first retry after a transient fault; each further one doubles, up to ten minutes.
+const TRANSIENT_BASE: Duration = Duration::from_secs(5);
+
+/// The wait before the `failures`-th consecutive retry: from `base`, doubling, capped.
+fn retry_schedule(base: Duration, failures: u32) -> Duration {
     use backon::BackoffBuilder;
-    let base = Duration::from_secs(if err.is_transient() { 5 } else { 300 });
     let max = Duration::from_secs(600);
     // backon's exponential schedule, without jitter so the schedule is predictable in
     // `/status`; the n-th delay is the one for the n-th consecutive failure.
