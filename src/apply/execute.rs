@@ -361,6 +361,11 @@ pub(super) async fn run_steps(ctx: &Ctx<'_>, db: &mut Db) -> Result<Outcome, App
                 if matches!(step, Step::Rebake { .. }) && class == ErrorClass::Release {
                     done.push(step.clone());
                 }
+                // A failed rollout has shifted traffic (or tried to): its abort is undone
+                // with the rest, and it keeps the schema as a failed bake does.
+                if matches!(step, Step::Rollout { .. }) {
+                    done.push(step.clone());
+                }
                 let decision = undo::decide(&done, client.config.policy.rollback);
                 let mut undo_errors = Vec::new();
                 for (kind, action) in &decision.run {

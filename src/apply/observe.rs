@@ -203,9 +203,31 @@ pub async fn prepare(
             postgres::observe(name, &url, &client.config.database).await?
         }
     };
-    let observation = vercel::observe(vercel, &client.config.code.project)
+    let mut observation = vercel::observe(vercel, &client.config.code.project)
         .await
         .map_err(ApplyError::vercel(name))?;
+    // Whether rolling releases are available is asked only when new code is to be
+    // released under `policy.rollout`: a steady pass stays one Vercel request.
+    let new_code = observation
+        .code
+        .production
+        .as_ref()
+        .and_then(|p| p.sha.as_deref())
+        != Some(desired.sha.as_str());
+    if client.config.policy.rollout.is_some() && new_code {
+        observation.code.rolling_releases = match vercel
+            .rolling_availability(&observation.project.id)
+            .await
+            .map_err(ApplyError::vercel(name))?
+        {
+            vercel::rolling::Availability::Available { .. } => plan::RollingReleases::Available,
+            vercel::rolling::Availability::Unavailable { code, message } => {
+                plan::RollingReleases::Unavailable {
+                    reason: format!("Vercel {code}: {message}"),
+                }
+            }
+        };
+    }
     let mut schema_observed = schema.to_observed();
     schema_observed.last_backup = postgres::backup::list(name, &fleet.backups_dir)?
         .into_iter()

@@ -3,8 +3,9 @@
 //!
 //! - before promote, the new code never served production traffic: undo everything,
 //!   schema included, in reverse order;
-//! - after promote (a failure while baking), old code must run on the new schema anyway
-//!   (expand/contract), so code and env go back and the schema stays — said loudly;
+//! - after promote (a failure while baking), or once a rollout's canary took traffic, old
+//!   code must run on the new schema anyway (expand/contract), so code and env go back
+//!   and the schema stays — said loudly;
 //! - `policy.rollback: manual` undoes nothing and leaves the client Failed.
 
 use serde::Serialize;
@@ -42,7 +43,10 @@ pub fn decide(completed: &[Step], rollback: RollbackPolicy) -> UndoPlan {
         }
         return plan;
     }
-    let served = completed.iter().any(|s| matches!(s, Step::Promote { .. }));
+    // A rollout's canary served a share of production, even one that was aborted.
+    let served = completed
+        .iter()
+        .any(|s| matches!(s, Step::Promote { .. } | Step::Rollout { .. }));
     for step in completed.iter().rev() {
         let undo = step.undo();
         if undo == Undo::Nothing {

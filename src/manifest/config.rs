@@ -123,6 +123,66 @@ pub struct Policy {
     pub max_lock_time: Option<Duration>,
     /// Default block: nobody reviewed a schema changed by hand.
     pub drift: DriftPolicy,
+    /// Default none: promote + bake.
+    pub rollout: Option<Rollout>,
+}
+
+/// `policy.rollout`, validated: stages rising to 100, the analysis with its defaults.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Rollout {
+    pub stages: Vec<RolloutStage>,
+    pub analysis: Analysis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RolloutStage {
+    pub percent: u8,
+    /// How long the stage is watched; zero for the last (100%) stage.
+    #[serde(serialize_with = "super::duration::serialize")]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Analysis {
+    /// The highest passing 5xx share, in basis points (1% = 100), so the policy stays `Eq`.
+    pub max_error_bp: u32,
+    pub min_requests: u64,
+    pub health: bool,
+    pub on_insufficient_traffic: super::types::InsufficientTraffic,
+}
+
+impl Analysis {
+    pub fn max_error_rate(&self) -> f64 {
+        f64::from(self.max_error_bp) / 10_000.0
+    }
+}
+
+impl Default for Analysis {
+    fn default() -> Self {
+        Analysis {
+            max_error_bp: 100,
+            min_requests: 50,
+            health: true,
+            on_insufficient_traffic: super::types::InsufficientTraffic::Hold,
+        }
+    }
+}
+
+/// Read a rate like `1%`, `0.5%` or `0.005` as basis points.
+pub fn parse_rate(text: &str) -> Result<u32, String> {
+    let trimmed = text.trim();
+    let (number, scale) = match trimmed.strip_suffix('%') {
+        Some(n) => (n.trim(), 100.0),
+        None => (trimmed, 10_000.0),
+    };
+    match number.parse::<f64>() {
+        Ok(n) if n.is_finite() && n >= 0.0 && n * scale <= 10_000.0 => {
+            Ok((n * scale).round() as u32)
+        }
+        _ => Err(format!(
+            "`{text}` is not a rate between 0% and 100% (write it like `1%` or `0.5%`)"
+        )),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +201,7 @@ impl Default for Policy {
             rehearse: RehearsePolicy::Skip,
             max_lock_time: None,
             drift: DriftPolicy::Block,
+            rollout: None,
             backup: BackupPolicy::Required,
             rollback: RollbackPolicy::Auto,
             bake: Duration::from_secs(15 * 60),

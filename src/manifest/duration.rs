@@ -51,6 +51,11 @@ pub fn parse(text: &str) -> Result<Duration, DurationError> {
 }
 
 /// Format a duration back the way [`parse`] reads it.
+/// Serialize a duration as steward writes it (`5m`, `30s`), for `serialize_with`.
+pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format(*d))
+}
+
 pub fn format(duration: Duration) -> String {
     let ms = duration.as_millis();
     if ms == 0 {

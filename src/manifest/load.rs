@@ -574,6 +574,85 @@ impl Context<'_> {
     }
 }
 
+/// Validate `policy.rollout`: stages rising strictly to a last one of 100, each but the
+/// last with a duration, and an error rate that reads as one.
+fn rollout(
+    ctx: &Context<'_>,
+    spec: &super::types::StagedRolloutSpec,
+    out: &mut Vec<Diagnostic>,
+) -> Option<super::Rollout> {
+    let errors = out.len();
+    if spec.stages.is_empty() {
+        out.push(ctx.error(
+            "/policy/rollout/stages",
+            "at least one stage is required, the last one `percent: 100`",
+        ));
+    }
+    let last = spec.stages.len().saturating_sub(1);
+    let mut stages = Vec::new();
+    for (i, stage) in spec.stages.iter().enumerate() {
+        let at = format!("/policy/rollout/stages/{i}");
+        if !(1..=100).contains(&stage.percent) {
+            out.push(ctx.error(
+                &format!("{at}/percent"),
+                format!("{}% is not a share of traffic: use 1 to 100", stage.percent),
+            ));
+        }
+        if i > 0 && stage.percent <= spec.stages[i - 1].percent {
+            out.push(ctx.error(
+                &format!("{at}/percent"),
+                format!(
+                    "stages must rise: {}% follows {}%",
+                    stage.percent,
+                    spec.stages[i - 1].percent
+                ),
+            ));
+        }
+        if i == last && stage.percent != 100 {
+            out.push(ctx.error(
+                &format!("{at}/percent"),
+                format!(
+                    "the last stage must be 100% (all traffic), not {}%",
+                    stage.percent
+                ),
+            ));
+        }
+        let duration = stage.duration.map(|d| d.get()).unwrap_or_default();
+        if i < last && duration.is_zero() {
+            out.push(ctx.error(
+                &at,
+                format!(
+                    "the {}% stage needs `for:` (how long it is watched before the next)",
+                    stage.percent
+                ),
+            ));
+        }
+        stages.push(super::RolloutStage {
+            percent: stage.percent,
+            duration,
+        });
+    }
+    let a = spec.analysis.clone().unwrap_or_default();
+    let defaults = super::Analysis::default();
+    let max_error_bp = match a.max_error_rate.as_deref().map(super::config::parse_rate) {
+        None => defaults.max_error_bp,
+        Some(Ok(bp)) => bp,
+        Some(Err(message)) => {
+            out.push(ctx.error("/policy/rollout/analysis/maxErrorRate", message));
+            defaults.max_error_bp
+        }
+    };
+    let analysis = super::Analysis {
+        max_error_bp,
+        min_requests: a.min_requests.unwrap_or(defaults.min_requests),
+        health: a.health.unwrap_or(defaults.health),
+        on_insufficient_traffic: a
+            .on_insufficient_traffic
+            .unwrap_or(defaults.on_insufficient_traffic),
+    };
+    (out.len() == errors).then_some(super::Rollout { stages, analysis })
+}
+
 /// Deep-merge `over` onto `base`: mappings merge key by key, anything else is replaced.
 pub fn merge(base: &Value, over: &Value) -> Value {
     match (base, over) {
@@ -828,6 +907,7 @@ fn resolve_client(
         rehearse: p.rehearse.unwrap_or(defaults.rehearse),
         max_lock_time: p.max_lock_time.map(|t| t.get()),
         drift: p.drift.unwrap_or(defaults.drift),
+        rollout: p.rollout.as_ref().and_then(|r| rollout(ctx, r, out)),
     };
     if policy.max_lock_time.is_some() && policy.rehearse != RehearsePolicy::Required {
         out.push(ctx.error(

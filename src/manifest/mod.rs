@@ -11,7 +11,10 @@ pub mod schema;
 mod types;
 pub mod yaml;
 
-pub use config::{ClientConfig, CodeConfig, CodeVersion, DatabaseConfig, Health, Policy};
+pub use config::{
+    Analysis, ClientConfig, CodeConfig, CodeVersion, DatabaseConfig, Health, Policy, Rollout,
+    RolloutStage,
+};
 pub use diagnostic::{Diagnostic, Position, Severity};
 pub use load::{Client, Fleet, FleetError, LoadOptions, Loaded, load, merge};
 pub use types::*;

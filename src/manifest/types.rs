@@ -448,6 +448,60 @@ pub struct PolicySpec {
     /// (default) or `warn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftPolicy>,
+    /// Release new code in stages of live traffic through Vercel's rolling releases,
+    /// each judged on the canary's 5xx rate and health, instead of promote + bake.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<StagedRolloutSpec>,
+}
+
+/// `policy.rollout`: the stages and how each is judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StagedRolloutSpec {
+    /// The canary's share of traffic at each stage, rising, the last one 100:
+    /// `[{percent: 10, for: 5m}, {percent: 50, for: 10m}, {percent: 100}]`.
+    pub stages: Vec<RolloutStageSpec>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RolloutStageSpec {
+    /// Percent of production traffic on the new deployment, 1 to 100.
+    #[schemars(range(min = 1, max = 100))]
+    pub percent: u8,
+    /// How long the stage is watched before the next one (every stage but the last).
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub duration: Option<HumanDuration>,
+}
+
+/// How a stage is judged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AnalysisSpec {
+    /// The highest 5xx share of the canary's requests that passes, like `1%` or `0.5%`.
+    /// Default `1%`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_error_rate: Option<String>,
+    /// Requests the canary must have served in a stage to be judged. Default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_requests: Option<u64>,
+    /// Also health-check the new deployment through each stage. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<bool>,
+    /// A stage that ends with fewer than `minRequests`: `hold` (default: traffic goes
+    /// back to the previous deployment and the client waits for an operator) or
+    /// `proceed` to the next stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_insufficient_traffic: Option<InsufficientTraffic>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum InsufficientTraffic {
+    Hold,
+    Proceed,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -103,6 +103,22 @@ pub struct CodeObserved {
     /// The project is paused (`steward pause`): it serves no traffic, so nothing can be
     /// checked on it and no update starts until it is unpaused.
     pub paused: bool,
+    /// Whether the project can run rolling releases: asked only when `policy.rollout`
+    /// is set and new code is about to be released, so a steady pass stays one request.
+    pub rolling_releases: RollingReleases,
+}
+
+/// What Vercel said about rolling releases for the project.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RollingReleases {
+    /// Not asked (nothing to release, or no `policy.rollout`): a rollout is planned.
+    #[default]
+    NotObserved,
+    Available,
+    /// Vercel refused the feature (the project's plan), in its words.
+    Unavailable {
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -26,17 +26,55 @@ pub use diff::env_changes;
 pub use drift::{Drift, SchemaChange, SchemaDescription, SchemaItem};
 pub use input::{
     BackupObserved, CodeObserved, Context, Deployment, Desired, DesiredEnv, Failure,
-    IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, SchemaObserved,
+    IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, RollingReleases, SchemaObserved,
 };
 pub use interrupted::{Interruption, UnfinishedBake};
 pub use rehearsal::{LockMode, Rehearsal, RehearsalFailure};
-pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo};
+pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo, rate};
 
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{
     ApplyPolicy, BackupPolicy, DestructivePolicy, DriftPolicy, IrreversiblePolicy,
 };
 use crate::migrations::{Catalog, Version};
+
+/// How new code reaches production: a staged rollout under `policy.rollout` when the
+/// project can run rolling releases, else promote + bake (the plan says which and why).
+fn release_steps(
+    policy: &crate::manifest::Policy,
+    code: &CodeObserved,
+    notes: &mut Vec<String>,
+) -> Vec<Step> {
+    let previous = code.production.as_ref().map(|p| p.id.clone());
+    let promote_and_bake = |previous| {
+        vec![
+            Step::Promote { previous },
+            Step::Bake {
+                duration: policy.bake,
+            },
+        ]
+    };
+    let Some(rollout) = &policy.rollout else {
+        return promote_and_bake(previous);
+    };
+    if let RollingReleases::Unavailable { reason } = &code.rolling_releases {
+        notes.push(format!(
+            "policy.rollout is set but rolling releases are unavailable for this project ({reason}): promote + bake runs instead"
+        ));
+        return promote_and_bake(previous);
+    }
+    if previous.is_none() {
+        notes.push(
+            "policy.rollout is set but nothing serves production yet, so there is no traffic to shift: promote + bake runs instead".to_owned(),
+        );
+        return promote_and_bake(previous);
+    }
+    vec![Step::Rollout {
+        previous,
+        stages: rollout.stages.clone(),
+        analysis: rollout.analysis.clone(),
+    }]
+}
 
 /// The note an urgent plan carries, in the plan and in the before-update notification.
 pub const URGENT: &str = "maintenance window bypassed: urgent";
@@ -547,13 +585,8 @@ pub fn plan(
                 path: policy.health.path.clone(),
                 expect_status: policy.health.expect_status,
             },
-            Step::Promote {
-                previous: production.map(|p| p.id.clone()),
-            },
-            Step::Bake {
-                duration: policy.bake,
-            },
         ]);
+        code_steps.extend(release_steps(policy, &observed.code, &mut notes));
     }
 
     // A bake that never finished on the build that is still production runs again (when

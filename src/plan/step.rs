@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::manifest::duration;
+use crate::manifest::{Analysis, InsufficientTraffic, RolloutStage, duration};
 use crate::migrations::Version;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,6 +44,14 @@ pub enum Step {
     HealthCheck { path: String, expect_status: u16 },
     /// Point production at the new deployment.
     Promote { previous: Option<String> },
+    /// Shift production traffic to the new deployment in stages (Vercel's rolling
+    /// release), judging the canary at each on its 5xx rate and health; a bad stage
+    /// aborts (all traffic back to `previous` at once).
+    Rollout {
+        previous: Option<String>,
+        stages: Vec<RolloutStage>,
+        analysis: Analysis,
+    },
     /// Health-check production for a while; a failure rolls back.
     Bake {
         #[serde(serialize_with = "as_duration")]
@@ -175,6 +183,9 @@ pub enum Undo {
     Unpause,
     /// Stop traffic again (the undo of an unpause).
     Pause,
+    /// Abort the rolling release if it still runs (traffic back to `previous` at once),
+    /// or, once it completed, put `previous` back in production.
+    AbortRollout { previous: Option<String> },
 }
 
 impl Step {
@@ -194,7 +205,7 @@ impl Step {
             },
             Step::SetEnv { .. } => Guard::EnvUnchanged,
             Step::Deploy { .. } | Step::HealthCheck { .. } => Guard::None,
-            Step::Promote { previous } => Guard::ProductionIs {
+            Step::Promote { previous } | Step::Rollout { previous, .. } => Guard::ProductionIs {
                 deployment: previous.clone(),
             },
             Step::Rebake { deployment, .. } => Guard::ProductionIs {
@@ -225,6 +236,9 @@ impl Step {
             },
             Step::RestoreBackup { .. } => Undo::RestoreTakenBackup,
             Step::SetEnv { .. } => Undo::RestoreEnv,
+            Step::Rollout { previous, .. } => Undo::AbortRollout {
+                previous: previous.clone(),
+            },
             Step::Promote { previous } | Step::Rebake { previous, .. } => Undo::PromotePrevious {
                 deployment: previous.clone(),
             },
@@ -264,6 +278,7 @@ impl Step {
             Step::WaitReady => "wait_ready",
             Step::HealthCheck { .. } => "health_check",
             Step::Promote { .. } => "promote",
+            Step::Rollout { .. } => "rollout",
             Step::Bake { .. } => "bake",
             Step::Rebake { .. } => "rebake",
             Step::Record => "record",
@@ -371,6 +386,36 @@ impl fmt::Display for Step {
                 Some(prev) => write!(f, "promote: production ← new deployment (was {prev})"),
                 None => f.write_str("promote: production ← new deployment"),
             },
+            Step::Rollout {
+                stages, analysis, ..
+            } => {
+                let stages: Vec<String> = stages
+                    .iter()
+                    .map(|s| {
+                        if s.duration.is_zero() {
+                            format!("{}%", s.percent)
+                        } else {
+                            format!("{}% for {}", s.percent, duration::format(s.duration))
+                        }
+                    })
+                    .collect();
+                write!(
+                    f,
+                    "rollout: {}; each stage needs ≤ {} 5xx over ≥ {} requests{}, else abort; too few requests: {}",
+                    stages.join(" → "),
+                    rate(analysis.max_error_rate()),
+                    analysis.min_requests,
+                    if analysis.health {
+                        " and a passing health check"
+                    } else {
+                        ""
+                    },
+                    match analysis.on_insufficient_traffic {
+                        InsufficientTraffic::Hold => "hold",
+                        InsufficientTraffic::Proceed => "proceed",
+                    }
+                )
+            }
             Step::Bake { duration: d } => write!(
                 f,
                 "bake: health-check production for {}",
@@ -414,6 +459,13 @@ impl fmt::Display for Step {
             ),
         }
     }
+}
+
+/// A rate as a percent with no needless digits: `1%`, `0.5%`.
+pub fn rate(fraction: f64) -> String {
+    let percent = format!("{:.2}", fraction * 100.0);
+    let percent = percent.trim_end_matches('0').trim_end_matches('.');
+    format!("{percent}%")
 }
 
 fn plural(n: usize) -> &'static str {

@@ -131,6 +131,7 @@ fn converged() -> (Desired, Observed) {
                 url: None,
             }),
             paused: false,
+            rolling_releases: Default::default(),
         },
         env: vec![
             seen("LOG_LEVEL", "fp-info", false),

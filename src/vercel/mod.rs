@@ -41,6 +41,7 @@ pub async fn observe(client: &VercelClient, project: &str) -> Result<Observation
             url: d.url.clone(),
         }),
         paused: project.paused.unwrap_or(false),
+        rolling_releases: Default::default(),
     };
     let env = project
         .env
@@ -305,7 +306,7 @@ pub async fn set_paused(
     })
 }
 
-async fn confirm_production(
+pub(crate) async fn confirm_production(
     client: &VercelClient,
     project_id: &str,
     deployment_id: &str,

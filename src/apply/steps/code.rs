@@ -116,6 +116,7 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         | Step::Restore { .. }
         | Step::Repair { .. }
         | Step::ClearFailure { .. }
+        | Step::Rollout { .. }
         | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
     }
     Ok(())
@@ -204,7 +205,8 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         Undo::Nothing
         | Undo::MigrateDownTo { .. }
         | Undo::MigrateUpTo { .. }
-        | Undo::RestoreTakenBackup => unreachable!("not a Vercel undo"),
+        | Undo::RestoreTakenBackup
+        | Undo::AbortRollout { .. } => unreachable!("not a Vercel undo"),
     }
     Ok(())
 }

@@ -115,6 +115,7 @@ pub async fn run(
         | Step::Unpause { .. }
         | Step::CodeRollback { .. }
         | Step::ClearFailure { .. }
+        | Step::Rollout { .. }
         | Step::Record => unreachable!("{} is not a database step", step.kind()),
     }
     Ok(())
@@ -161,7 +162,8 @@ pub async fn undo(
         | Undo::RestoreEnv
         | Undo::PromotePrevious { .. }
         | Undo::Pause
-        | Undo::Unpause => unreachable!("not a database undo"),
+        | Undo::Unpause
+        | Undo::AbortRollout { .. } => unreachable!("not a database undo"),
     }
 }
 

@@ -7,6 +7,7 @@
 mod code;
 mod database;
 mod records;
+pub mod rollout;
 
 use std::time::Duration;
 
@@ -61,9 +62,16 @@ pub enum StepError {
     Postgres(#[from] PgError),
     #[error(transparent)]
     Vercel(#[from] VercelError),
-    /// The bake's health check of production.
+    /// The bake's health check of production (or of a rollout's canary).
     #[error("bake: {0}")]
     Bake(#[source] VercelError),
+    /// A rollout stage judged the canary bad on its live traffic: aborted.
+    #[error("rollout {0}")]
+    Rollout(String),
+    /// A rollout stage had too little traffic to judge, under `onInsufficientTraffic:
+    /// hold`: aborted, for an operator.
+    #[error("rollout {0}")]
+    RolloutHeld(String),
     #[error(transparent)]
     Record(#[from] RecordError),
     /// The step ran but its record could not be written: it is undone like a failure,
@@ -99,7 +107,11 @@ impl StepError {
             }
             StepError::Record(_) | StepError::Unrecorded(_) => ErrorClass::Failed,
             StepError::Stopped(_) => ErrorClass::Transient,
-            StepError::Verify(_) | StepError::Missing(_) | StepError::Undo(_) => ErrorClass::Failed,
+            StepError::Rollout(_) => ErrorClass::Release,
+            StepError::Verify(_)
+            | StepError::Missing(_)
+            | StepError::Undo(_)
+            | StepError::RolloutHeld(_) => ErrorClass::Failed,
         }
     }
 }
@@ -158,6 +170,10 @@ pub struct Scratch {
     pub said: Vec<String>,
     /// Versions a restore marked `rolled_back`.
     pub undone: Vec<String>,
+    /// A rollout's judged stages, in order.
+    pub rollout: Vec<rollout::StageVerdict>,
+    /// The stage a rollout is in now, and its percent.
+    pub rollout_stage: Option<(usize, u8)>,
 }
 
 /// The client's Vercel project, as a step acts on it.
@@ -372,6 +388,11 @@ pub async fn run_step(
         | Step::Pause { .. }
         | Step::Unpause { .. }
         | Step::CodeRollback { .. } => code::run(ctx, step, scratch).await,
+        Step::Rollout {
+            previous,
+            stages,
+            analysis,
+        } => rollout::run(ctx, previous.as_deref(), stages, analysis, scratch).await,
         Step::Record => records::complete(ctx, db, scratch).await,
         Step::ClearFailure { .. } => records::clear_failure(ctx, db.session()?, scratch).await,
     }
@@ -392,6 +413,7 @@ pub async fn undo(
         Undo::RestoreEnv | Undo::PromotePrevious { .. } | Undo::Pause | Undo::Unpause => {
             code::undo(ctx, action, scratch).await
         }
+        Undo::AbortRollout { previous } => rollout::undo(ctx, previous.as_deref()).await,
     }
 }
 

@@ -41,6 +41,14 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
         Step::CodeRollback { to, .. } => e.deployment_id = Some(to.clone()),
         Step::Repair { version, .. } => e.versions = vec![version.to_string()],
         Step::Restore { .. } => e.versions = scratch.undone.clone(),
+        Step::Rollout { .. } => {
+            e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
+            // Each judged stage with its figures: what the release was judged on.
+            if !scratch.rollout.is_empty() {
+                e.detail =
+                    serde_json::to_string(&serde_json::json!({"stages": scratch.rollout})).ok();
+            }
+        }
         Step::Preflight
         | Step::Backup { .. }
         | Step::RestoreBackup { .. }
