@@ -731,3 +731,47 @@ async fn a_failure_record_that_cannot_be_written_still_lets_the_undo_run_and_say
         "the undo and the end of the run are recorded: {recorded:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_observes_each_client_once_and_runs_the_plan_it_showed() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    // A schema-only change: no step of this plan reads Vercel for its guard, so every
+    // project read is an observation.
+    world.write_client(SHA1, "2024_12_02_001", "info", "");
+    let shown = world.steward(&["plan", "shop", "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&shown.stdout).expect("plan json");
+    let hash = plan["clients"][0]["hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+
+    world.emulator.reset_stats();
+    let out = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&out, 0);
+    let project_reads: u64 = world.emulator.with_state(|s| {
+        s.stats
+            .by_route
+            .iter()
+            .filter(|(route, _)| route.starts_with("GET /v9/projects"))
+            .map(|(_, n)| n)
+            .sum()
+    });
+    assert_eq!(
+        project_reads, 1,
+        "one observation of the project for plan, show and run"
+    );
+    assert_eq!(
+        schema_version(&world).await.as_deref(),
+        Some("2024_12_02_001")
+    );
+    let mut conn = world.db.connect().await;
+    let ran: String = sqlx::query_scalar(
+        "select plan_hash from steward_events where step = 'apply' and outcome = 'completed' order by id desc limit 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the run's record");
+    assert_eq!(ran, hash, "the plan that ran is the plan that was shown");
+}

@@ -156,44 +156,84 @@ pub async fn execute(
         Some(shared) => shared.for_client(&name),
         None => observe::vercel_client(fleet)?.for_client(&name),
     };
-    let look = |cache| {
-        observe::prepare(
-            fleet,
-            client,
-            &vercel_client,
-            runner.mode.clone(),
-            runner.wave_blocked.clone(),
-            runner.revision.clone(),
-            cache,
-        )
-    };
-    let first = look(runner.schema_cache.as_deref()).await?;
+    let first = observe::prepare(
+        fleet,
+        client,
+        &vercel_client,
+        runner.mode.clone(),
+        runner.wave_blocked.clone(),
+        runner.revision.clone(),
+        runner.schema_cache.as_deref(),
+    )
+    .await?;
     if let Some(on_observed) = &runner.on_observed {
         on_observed(&first);
     }
-    if first.plan.steps.is_empty() {
-        return Ok(Outcome::Converged(first.plan));
-    }
-    if !first.plan.runnable() {
-        if let Some(expected) = expected_hash
-            && expected != first.plan.hash
-        {
-            return Err(refused(&name, &first.plan, expected));
-        }
-        return Ok(Outcome::NotRun(first.plan));
-    }
+    execute_prepared(runner, fleet, client, first, expected_hash).await
+}
 
-    // Take the lock, then plan again under it: whatever another runner did meanwhile is
-    // now visible, and this plan is the one that runs.
-    let session = Session::open(
+/// Run the plan that was shown (`apply` prints it, the daemon judges it), with the one
+/// observation and the one Vercel client it was made from. Under the client's lock the
+/// database is read again on the locked connection — the half of the look the lock
+/// protects, and the only half the daemon's schema cache may have served — and the shown
+/// plan runs only when that read finds what the plan was made from; otherwise the client
+/// is looked at again and planned anew (another runner acted meanwhile). The Vercel half
+/// is not read twice: each Vercel step's guard (env unchanged, production is the planned
+/// deployment) checks it right before the step. With `expected_hash`, refuse unless the
+/// plan that runs is the reviewed one.
+pub async fn execute_prepared(
+    runner: &Runner,
+    fleet: &Fleet,
+    client: &Client,
+    shown: Prepared,
+    expected_hash: Option<&str>,
+) -> Result<Outcome, ApplyError> {
+    let name = client.config.name.clone();
+    if shown.plan.steps.is_empty() {
+        return Ok(Outcome::Converged(shown.plan));
+    }
+    if !shown.plan.runnable() {
+        if let Some(expected) = expected_hash
+            && expected != shown.plan.hash
+        {
+            return Err(refused(&name, &shown.plan, expected));
+        }
+        return Ok(Outcome::NotRun(shown.plan));
+    }
+    let mut session = Session::open(
         &name,
-        &first.database_url,
+        &shown.database_url,
         client.config.database.identity,
         runner.lock_timeout,
         false,
     )
     .await?;
-    let prepared = look(None).await?;
+    let prepared = match unchanged_under_lock(&mut session, client, &shown).await {
+        Ok(true) => shown,
+        Ok(false) => {
+            let again = observe::prepare(
+                fleet,
+                client,
+                &shown.vercel,
+                runner.mode.clone(),
+                runner.wave_blocked.clone(),
+                runner.revision.clone(),
+                None,
+            )
+            .await;
+            match again {
+                Ok(again) => again,
+                Err(err) => {
+                    session.close().await;
+                    return Err(err);
+                }
+            }
+        }
+        Err(err) => {
+            session.close().await;
+            return Err(err.into());
+        }
+    };
     if let Some(expected) = expected_hash
         && expected != prepared.plan.hash
     {
@@ -213,6 +253,28 @@ pub async fn execute(
     let outcome = run_steps(&ctx, &mut db).await;
     db.close().await;
     outcome
+}
+
+/// Whether the database, read now on the locked connection, is as the shown plan saw it:
+/// identity, versions and their checksums, unfinished rows, drift, the Failed state and
+/// the newest run's interruption.
+async fn unchanged_under_lock(
+    session: &mut Session,
+    client: &Client,
+    shown: &Prepared,
+) -> Result<bool, crate::postgres::PgError> {
+    let name = &client.config.name;
+    let (state, failure) =
+        crate::postgres::observe_on(session.connection(), name, &client.config.database).await?;
+    let seen = &shown.observed;
+    let live = state.to_observed();
+    Ok(live.identity == seen.schema.identity
+        && live.current == seen.schema.current
+        && live.applied == seen.schema.applied
+        && live.unfinished == seen.schema.unfinished
+        && live.drift == seen.schema.drift
+        && failure == seen.failure
+        && state.interrupted == seen.interrupted)
 }
 
 fn refused(name: &str, plan: &Plan, expected: &str) -> ApplyError {

@@ -16,7 +16,9 @@ mod steps;
 pub mod undo;
 
 pub use cache::SchemaCache;
-pub use execute::{OnObserved, OnStart, OnStep, Outcome, Runner, StepEvent, execute};
+pub use execute::{
+    OnObserved, OnStart, OnStep, Outcome, Runner, StepEvent, execute, execute_prepared,
+};
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
 pub use steps::{ErrorClass, StepError};
 

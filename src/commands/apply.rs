@@ -1,5 +1,6 @@
-//! `steward apply [CLIENT...] [--plan-hash H] [--yes]`: recompute the plan, show it, ask
-//! (on a terminal, without --yes), then carry it out client by client.
+//! `steward apply [CLIENT...] [--plan-hash H] [--yes]`: observe and plan each client once,
+//! show the plans, ask (on a terminal, without --yes), then carry out the plans shown,
+//! client by client.
 
 use std::io::{BufRead, IsTerminal, Write};
 
@@ -22,7 +23,13 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
         approved: args.plan_hash.clone(),
         ignore_window: args.ignore_window,
     };
-    let report = super::plan::report(&fleet, &args.clients, mode.clone()).await?;
+    // One look per client: the plan shown here is the one that runs (see
+    // `apply::execute_prepared` for what is checked again under the lock).
+    let (report, looks) = super::plan::prepare_all(&fleet, &args.clients, mode.clone()).await?;
+    let mut looks: std::collections::BTreeMap<String, apply::Prepared> = looks
+        .into_iter()
+        .map(|p| (p.plan.client.clone(), p))
+        .collect();
     printer.out(render::text(&report, printer.color()));
     let runnable = report.plans.iter().filter(|p| p.runnable()).count();
     // Plans that would run but for a hold: when nothing else can run, `apply` refuses,
@@ -103,7 +110,12 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     for plan in report.plans.iter().filter(|p| p.runnable()) {
         let client = fleet.client(&plan.client)?;
         notifier.send(Message::before_update(plan, runner.revision.clone()));
-        let outcome = apply::execute(&runner, &fleet, client, Some(&plan.hash)).await;
+        let outcome = match looks.remove(&plan.client) {
+            Some(shown) => {
+                apply::execute_prepared(&runner, &fleet, client, shown, Some(&plan.hash)).await
+            }
+            None => apply::execute(&runner, &fleet, client, Some(&plan.hash)).await,
+        };
         for message in announce(&plan.client, &outcome, runner.revision.as_ref()) {
             notifier.send(message);
         }

@@ -4,7 +4,7 @@
 use anyhow::{Context as _, Result};
 
 use super::support::fleet_revision;
-use crate::apply::{self, ApplyError};
+use crate::apply::{self, ApplyError, Prepared};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::exit::Exit;
 use crate::manifest::Fleet;
@@ -15,12 +15,23 @@ use crate::plan::render::{self, Report, RunOutcome};
 
 /// Plan the selected clients; errors per client are part of the report.
 pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Report> {
+    Ok(prepare_all(fleet, names, mode).await?.0)
+}
+
+/// [`report`], keeping each client's look (observation, plan, Vercel client): `apply`
+/// runs the plans it showed from them.
+pub async fn prepare_all(
+    fleet: &Fleet,
+    names: &[String],
+    mode: Mode,
+) -> Result<(Report, Vec<Prepared>)> {
     let clients = fleet.select(names)?;
     let revision = fleet_revision(fleet);
     let mut report = Report {
         revision: revision.clone(),
         ..Report::default()
     };
+    let mut looks = Vec::new();
     let vercel = match apply::prepare_client(fleet) {
         Ok(client) => client,
         Err(err) => {
@@ -29,7 +40,7 @@ pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Repor
                     .errors
                     .push((client.config.name.clone(), err.to_string()));
             }
-            return Ok(report);
+            return Ok((report, Vec::new()));
         }
     };
     for client in clients {
@@ -44,13 +55,16 @@ pub async fn report(fleet: &Fleet, names: &[String], mode: Mode) -> Result<Repor
         )
         .await
         {
-            Ok(prepared) => report.plans.push(prepared.plan),
+            Ok(prepared) => {
+                report.plans.push(prepared.plan.clone());
+                looks.push(prepared);
+            }
             Err(err) => report
                 .errors
                 .push((client.config.name.clone(), explain(&err))),
         }
     }
-    Ok(report)
+    Ok((report, looks))
 }
 
 /// Plan only what a change since `rev` touches (a PR's plan): deleted and renamed
