@@ -120,8 +120,17 @@ async fn every_command_runs_the_plan_its_dry_run_shows_and_refuses_alike() {
     world.write_client(SHA2, "2024_11_18_001", "info", "");
     world.setup(&["apply", "shop", "--yes"]);
 
-    let cases: [(&[&str], &[&str]); 8] = [
+    // A release whose build fails leaves the client Failed: `retry` has something to clear.
+    const SHA3: &str = "c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3c3";
+    world.emulator.update_faults(|f| {
+        f.fail_shas.insert(SHA3.to_owned());
+    });
+    world.write_client(SHA3, "2024_11_18_001", "info", "");
+    assert_exit(&world.steward(&["apply", "shop", "--yes"]), 1);
+
+    let cases: [(&[&str], &[&str]); 9] = [
         (&["backup", "shop"], &["backup", "record"]),
+        (&["retry", "shop"], &["retry", "record"]),
         // An applied row is not repair's to touch.
         (
             &[
