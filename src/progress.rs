@@ -108,6 +108,14 @@ pub fn step_line(color: bool, client: &str, step: &Step, event: &StepEvent) -> O
             paint(color, "↶", Style::Yellow),
             step.kind()
         ),
+        // A new stage is worth a line; each look at its figures is not.
+        StepEvent::Rollout(progress) if progress.error_rate.is_none() => {
+            format!(
+                "{client:>10} {} {progress}",
+                paint(color, "→", Style::Yellow)
+            )
+        }
+        StepEvent::Rollout(_) => return None,
     })
 }
 

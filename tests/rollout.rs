@@ -5,7 +5,12 @@
 
 mod common;
 
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
 use common::fleet::{SHA1, SHA2, World};
+use common::hooks::Receiver;
+use common::process::{free_addr, terminate};
 use common::{assert_exit, stdout};
 use steward::emulator::vercel::Traffic;
 
@@ -93,14 +98,36 @@ async fn steps_run(world: &World) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_release_serving_20_percent_errors_is_aborted_at_the_first_stage_with_the_schema_kept() {
+async fn a_release_serving_20_percent_errors_is_aborted_at_the_first_stage_with_the_schema_kept_recorded_and_notified()
+ {
     let world = world_releasing_sha2("hold").await;
     world.emulator.set_traffic("*", traffic(100.0, 0.0));
     world.emulator.set_traffic(SHA2, traffic(100.0, 0.2));
+    let hook = Receiver::start(0).await;
+    world.write_fleet(
+        &common::repo_root().join("migrations"),
+        "  notify:\n    webhooks: [{url: {env: TEST_HOOK_URL}}]\n",
+    );
 
-    let out = world.steward(&["apply", "shop", "--yes"]);
+    let out = world
+        .command(&["apply", "shop", "--yes"])
+        .env("TEST_HOOK_URL", &hook.url)
+        .output()
+        .expect("run steward");
     world.assert_no_secret(&out);
     assert_exit(&out, 1);
+    let told: Vec<String> = hook
+        .received()
+        .iter()
+        .filter(|m| m["steward"]["client"] == "shop")
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .filter(|t| t.contains("rollout aborted") && t.contains("stage 1 (10%)"))
+        .collect();
+    assert!(
+        !told.is_empty(),
+        "the abort is notified with its figures: {:?}",
+        hook.received()
+    );
     assert!(
         stdout(&out).contains("FAILED at rollout") && stdout(&out).contains("aborted"),
         "{}",
@@ -302,4 +329,79 @@ async fn a_bad_rollout_policy_is_refused_naming_the_file_line_and_field() {
     ] {
         assert!(text.contains(expected), "{expected:?} in:\n{text}");
     }
+}
+
+/// `GET http://ADDR/PATH` as text, if the daemon answers.
+async fn get(addr: &str, path: &str) -> Option<String> {
+    reqwest::get(format!("http://{addr}{path}"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_shows_the_live_stage_and_percent_in_status_and_metrics_while_a_rollout_runs() {
+    let world = World::new().await;
+    let policy = "    rollout:\n      stages: [{percent: 10, for: 6s}, {percent: 100}]\n      analysis: {minRequests: 5}\n";
+    world.write_client(SHA1, "2024_11_18_001", "info", policy);
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    world.write_client(SHA2, "2024_11_18_001", "info", policy);
+    world.emulator.set_traffic("*", traffic(100.0, 0.0));
+    let addr = free_addr();
+    let daemon = world
+        .command(&["run", "--listen", &addr, "--interval", "600s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the daemon");
+
+    let started = Instant::now();
+    let (status, metrics) = loop {
+        let status: Option<serde_json::Value> = get(&addr, "/status")
+            .await
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let rollout = status
+            .as_ref()
+            .map(|s| s["clients"]["shop"]["rollout"].clone())
+            .filter(|r| r["percent"] == 10 && r["error_rate"].is_number());
+        if let Some(rollout) = rollout {
+            break (rollout, get(&addr, "/metrics").await.unwrap_or_default());
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no live rollout in /status: {status:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["stage"], 1);
+    assert_eq!(status["stages"], 2);
+    assert!(
+        metrics.contains("steward_rollout_canary_percent{client=\"shop\"} 10")
+            && metrics.contains("steward_rollout_stage{client=\"shop\"} 1")
+            && metrics.contains("steward_rollout_canary_error_rate{client=\"shop\"} 0"),
+        "{metrics}"
+    );
+    // Once the rollout completes, the live figures go away with it.
+    while world.production_sha().as_deref() != Some(SHA2) {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "never completed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut ended = false;
+    while !ended && started.elapsed() < Duration::from_secs(90) {
+        let status = get(&addr, "/status").await.unwrap_or_default();
+        let metrics = get(&addr, "/metrics").await.unwrap_or_default();
+        ended = !status.contains("\"rollout\"") && !metrics.contains("steward_rollout_stage{");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ended,
+        "the rollout's live figures stayed after it completed"
+    );
+    terminate(daemon).await;
 }

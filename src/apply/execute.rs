@@ -90,12 +90,40 @@ impl Runner {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum StepEvent {
     Started,
     Succeeded(Duration),
     Failed(String),
     Undone,
+    /// A rollout moved to a stage, or judged one: where its traffic stands now.
+    Rollout(RolloutProgress),
+}
+
+/// A running rollout's live stage, for `/status`, `/metrics` and the progress lines.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RolloutProgress {
+    /// 1-based, of `stages` (the final 100% stage included).
+    pub stage: usize,
+    pub stages: usize,
+    /// The new deployment's share of production traffic.
+    pub percent: u8,
+    /// The canary's 5xx share in the stage so far, once it served requests.
+    pub error_rate: Option<f64>,
+}
+
+impl std::fmt::Display for RolloutProgress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "rollout stage {}/{}: {}% of traffic on the new deployment",
+            self.stage, self.stages, self.percent
+        )?;
+        if let Some(rate) = self.error_rate {
+            write!(f, ", {} 5xx", crate::plan::rate(rate))?;
+        }
+        Ok(())
+    }
 }
 
 /// How a run ended.

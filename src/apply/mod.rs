@@ -17,7 +17,8 @@ pub mod undo;
 
 pub use cache::SchemaCache;
 pub use execute::{
-    OnObserved, OnStart, OnStep, Outcome, Runner, StepEvent, execute, execute_prepared,
+    OnObserved, OnStart, OnStep, Outcome, RolloutProgress, Runner, StepEvent, execute,
+    execute_prepared,
 };
 pub use observe::{Prepared, lint_summary, prepare, vercel_client as prepare_client};
 pub use steps::{ErrorClass, StepError};

@@ -52,6 +52,11 @@ struct SourceLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClientLabel {
+    client: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RevisionLabel {
     revision: String,
 }
@@ -72,6 +77,9 @@ pub struct Metrics {
     loops: Counter,
     last_pass: Gauge<f64, AtomicU64>,
     revision: Family<RevisionLabel, Gauge>,
+    rollout_stage: Family<ClientLabel, Gauge>,
+    rollout_percent: Family<ClientLabel, Gauge>,
+    rollout_error_rate: Family<ClientLabel, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -143,6 +151,24 @@ impl Metrics {
             "The fleet revision last loaded",
             revision.clone(),
         );
+        let rollout_stage = Family::<ClientLabel, Gauge>::default();
+        registry.register(
+            "rollout_stage",
+            "The stage a running rollout is in (1-based), by client",
+            rollout_stage.clone(),
+        );
+        let rollout_percent = Family::<ClientLabel, Gauge>::default();
+        registry.register(
+            "rollout_canary_percent",
+            "Percent of production traffic on a running rollout's new deployment, by client",
+            rollout_percent.clone(),
+        );
+        let rollout_error_rate = Family::<ClientLabel, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "rollout_canary_error_rate",
+            "5xx share of a running rollout's new deployment in its stage so far, by client",
+            rollout_error_rate.clone(),
+        );
         let metrics = Metrics {
             registry: Arc::new(registry),
             reconcile,
@@ -157,6 +183,9 @@ impl Metrics {
             loops,
             last_pass,
             revision,
+            rollout_stage,
+            rollout_percent,
+            rollout_error_rate,
         };
         // Both sources are always exported, so a rate over them starts at zero.
         let counters = metrics.observation_counters();
@@ -175,6 +204,35 @@ impl Metrics {
                 outcome: outcome.to_owned(),
             })
             .inc();
+    }
+
+    /// A running rollout's stage, percent and error rate; `None` when it ended (its
+    /// series go away, so a dashboard shows only rollouts in flight).
+    pub fn rollout(&self, client: &str, progress: Option<&crate::apply::RolloutProgress>) {
+        let label = ClientLabel {
+            client: client.to_owned(),
+        };
+        match progress {
+            Some(p) => {
+                self.rollout_stage.get_or_create(&label).set(p.stage as i64);
+                self.rollout_percent
+                    .get_or_create(&label)
+                    .set(i64::from(p.percent));
+                match p.error_rate {
+                    Some(rate) => {
+                        self.rollout_error_rate.get_or_create(&label).set(rate);
+                    }
+                    None => {
+                        self.rollout_error_rate.remove(&label);
+                    }
+                }
+            }
+            None => {
+                self.rollout_stage.remove(&label);
+                self.rollout_percent.remove(&label);
+                self.rollout_error_rate.remove(&label);
+            }
+        }
     }
 
     pub fn loop_done(&self, took: std::time::Duration) {

@@ -81,6 +81,9 @@ pub struct ClientStatus {
     /// The last failure notified, so a retrying error is announced once, not every pass.
     #[serde(skip)]
     notified_failure: Option<String>,
+    /// A rollout running now: its stage, percent and the canary's error rate so far.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<apply::RolloutProgress>,
 }
 
 /// A failure as the dashboard shows it.
@@ -117,6 +120,9 @@ pub struct Shared {
 /// right now says so, whatever its last pass ended with.
 pub fn clients_now(shared: &Shared) -> BTreeMap<String, ClientStatus> {
     let mut clients = shared.clients.clone();
+    for (name, rollout) in shared.live.rollouts() {
+        clients.entry(name).or_default().rollout = Some(rollout);
+    }
     for (name, waiting) in crate::vercel::limiter::waiting() {
         let status = clients.entry(name).or_default();
         status.phase = Phase::RateLimited;
@@ -535,7 +541,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     runner.on_step = Some(Arc::new(
         move |client: &str, step: &crate::plan::Step, event: apply::StepEvent| {
             let outcome = match &event {
-                apply::StepEvent::Started => None,
+                apply::StepEvent::Started | apply::StepEvent::Rollout(_) => None,
                 apply::StepEvent::Succeeded(_) => Some("succeeded"),
                 apply::StepEvent::Failed(_) => Some("failed"),
                 apply::StepEvent::Undone => Some("undone"),
@@ -545,9 +551,25 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                 match &event {
                     apply::StepEvent::Started => Some(step.to_string()),
                     apply::StepEvent::Undone => Some(format!("undoing {}", step.kind())),
+                    apply::StepEvent::Rollout(progress) => Some(progress.to_string()),
                     _ => None,
                 },
             );
+            // A rollout's live stage, percent and error rate, for `/status` and
+            // `/metrics`, until its step ends.
+            match &event {
+                apply::StepEvent::Rollout(progress) => {
+                    stage_live.set_rollout(client, Some(progress.clone()));
+                    metrics.rollout(client, Some(progress));
+                }
+                apply::StepEvent::Succeeded(_) | apply::StepEvent::Failed(_)
+                    if matches!(step, crate::plan::Step::Rollout { .. }) =>
+                {
+                    stage_live.set_rollout(client, None);
+                    metrics.rollout(client, None);
+                }
+                _ => {}
+            }
             // An atomic counter: recorded even while the status server reads the state.
             if let Some(outcome) = outcome {
                 metrics.step(step.kind(), outcome);

@@ -172,8 +172,6 @@ pub struct Scratch {
     pub undone: Vec<String>,
     /// A rollout's judged stages, in order.
     pub rollout: Vec<rollout::StageVerdict>,
-    /// The stage a rollout is in now, and its percent.
-    pub rollout_stage: Option<(usize, u8)>,
 }
 
 /// The client's Vercel project, as a step acts on it.
@@ -388,11 +386,7 @@ pub async fn run_step(
         | Step::Pause { .. }
         | Step::Unpause { .. }
         | Step::CodeRollback { .. } => code::run(ctx, step, scratch).await,
-        Step::Rollout {
-            previous,
-            stages,
-            analysis,
-        } => rollout::run(ctx, previous.as_deref(), stages, analysis, scratch).await,
+        Step::Rollout { .. } => rollout::run(ctx, step, scratch).await,
         Step::Record => records::complete(ctx, db, scratch).await,
         Step::ClearFailure { .. } => records::clear_failure(ctx, db.session()?, scratch).await,
     }

@@ -11,8 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::{Ctx, Scratch, StepError};
+use crate::apply::{RolloutProgress, StepEvent};
 use crate::manifest::{Analysis, InsufficientTraffic, RolloutStage};
-use crate::plan::rate;
+use crate::plan::{Step, rate};
 use crate::vercel::rolling::{Availability, RequestCounts};
 use crate::vercel::{self, VercelClient};
 
@@ -92,13 +93,24 @@ fn tick(stage: Duration) -> Duration {
     (stage / 5).clamp(Duration::from_millis(250), Duration::from_secs(15))
 }
 
-pub async fn run(
-    ctx: &Ctx<'_>,
-    previous: Option<&str>,
-    stages: &[RolloutStage],
-    analysis: &Analysis,
-    scratch: &mut Scratch,
-) -> Result<(), StepError> {
+/// Tell the runner's watchers (daemon status and metrics, progress lines) where the
+/// rollout stands.
+fn report(ctx: &Ctx<'_>, step: &Step, progress: RolloutProgress) {
+    if let Some(on_step) = &ctx.runner.on_step {
+        on_step(ctx.name(), step, StepEvent::Rollout(progress));
+    }
+}
+
+pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<(), StepError> {
+    let Step::Rollout {
+        previous,
+        stages,
+        analysis,
+    } = step
+    else {
+        return Err(StepError::Missing("not a rollout step"));
+    };
+    let previous = previous.as_deref();
     let link = ctx.link()?;
     let client = link.api;
     let project = link.project.id.as_str();
@@ -138,14 +150,30 @@ pub async fn run(
                 .approve_rolling_stage(project, &canary.id, index)
                 .await?;
         }
-        scratch.rollout_stage = Some((index, stage.percent));
+        let progress = RolloutProgress {
+            stage: index + 1,
+            stages: stages.len(),
+            percent: stage.percent,
+            error_rate: None,
+        };
+        report(ctx, step, progress.clone());
+        let seen = |rate| {
+            report(
+                ctx,
+                step,
+                RolloutProgress {
+                    error_rate: rate,
+                    ..progress.clone()
+                },
+            )
+        };
         let verdict = watch(
             ctx,
             client,
             (&canary.id, previous, &host),
-            index,
-            stage,
+            (index, stage),
             analysis,
+            &seen,
         )
         .await;
         let verdict = match verdict {
@@ -178,7 +206,16 @@ pub async fn run(
         }
     }
     client.complete_rolling_release(project, &canary.id).await?;
-    scratch.rollout_stage = Some((last, 100));
+    report(
+        ctx,
+        step,
+        RolloutProgress {
+            stage: stages.len(),
+            stages: stages.len(),
+            percent: 100,
+            error_rate: None,
+        },
+    );
     vercel::confirm_production(client, project, &canary.id).await?;
     Ok(())
 }
@@ -189,9 +226,9 @@ async fn watch(
     ctx: &Ctx<'_>,
     client: &VercelClient,
     (canary, previous, host): (&str, &str, &str),
-    index: usize,
-    stage: &RolloutStage,
+    (index, stage): (usize, &RolloutStage),
     analysis: &Analysis,
+    seen: &dyn Fn(Option<f64>),
 ) -> Result<StageVerdict, StepError> {
     let project = ctx.link()?.project.id.as_str();
     let health = &ctx.client.config.policy.health;
@@ -207,6 +244,7 @@ async fn watch(
         let done = Instant::now() >= until;
         let now = now_ms();
         let counts = client.request_counts(project, canary, since, now).await?;
+        seen(counts.error_rate());
         let condemned = counts.requests >= analysis.min_requests
             && counts
                 .error_rate()

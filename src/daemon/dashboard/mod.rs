@@ -40,6 +40,7 @@ const STYLE: &str = include_str!("assets/dashboard.css");
 pub struct Live {
     views: Mutex<BTreeMap<String, Arc<ClientView>>>,
     stages: Mutex<BTreeMap<String, String>>,
+    rollouts: Mutex<BTreeMap<String, crate::apply::RolloutProgress>>,
     pub history: HistoryCache,
 }
 
@@ -63,6 +64,19 @@ impl Live {
 
     pub fn stage(&self, client: &str) -> Option<String> {
         lock(&self.stages).get(client).cloned()
+    }
+
+    pub fn set_rollout(&self, client: &str, rollout: Option<crate::apply::RolloutProgress>) {
+        let mut rollouts = lock(&self.rollouts);
+        match rollout {
+            Some(rollout) => rollouts.insert(client.to_owned(), rollout),
+            None => rollouts.remove(client),
+        };
+    }
+
+    /// The rollouts running now, by client.
+    pub fn rollouts(&self) -> BTreeMap<String, crate::apply::RolloutProgress> {
+        lock(&self.rollouts).clone()
     }
 }
 
