@@ -405,3 +405,62 @@ async fn the_daemon_shows_the_live_stage_and_percent_in_status_and_metrics_while
     );
     terminate(daemon).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_killed_mid_stage_is_never_reported_converged_and_the_next_run_starts_it_again() {
+    let world = World::new().await;
+    let policy = "    rollout:\n      stages: [{percent: 10, for: 20s}, {percent: 100}]\n      analysis: {minRequests: 5}\n";
+    world.write_client(SHA1, "2024_11_18_001", "info", policy);
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    world.emulator.set_traffic("*", traffic(100.0, 0.0));
+    world.write_client(SHA2, "2024_11_18_001", "info", policy);
+    let mut child = world
+        .command(&["apply", "shop", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start steward");
+    let started = Instant::now();
+    while release(&world).map(|(state, _)| state).as_deref() != Some("ACTIVE") {
+        assert!(
+            child.try_wait().expect("child").is_none(),
+            "ended before its rollout"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the rollout never began"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reap");
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+
+    // The canary still has its 10%: the client is not converged, and the plan says why.
+    let plan = world.steward(&["plan", "shop"]);
+    assert!(
+        stdout(&plan).contains("rollout:") && stdout(&plan).contains("interrupted"),
+        "{}",
+        stdout(&plan)
+    );
+    world.write_client(
+        SHA2,
+        "2024_11_18_001",
+        "info",
+        "    rollout:\n      stages: [{percent: 10, for: 1s}, {percent: 100}]\n      analysis: {minRequests: 5}\n",
+    );
+    let again = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&again, 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+    assert_eq!(
+        release(&world),
+        Some(("COMPLETE".to_owned(), SHA2.to_owned()))
+    );
+    // The next run reuses the READY build of the same commit: the stale release is
+    // aborted and the rollout starts again from its first stage.
+    let builds = world
+        .emulator
+        .with_state(|s| s.deployments.values().filter(|d| d.sha == SHA2).count());
+    assert_eq!(builds, 1, "the killed run's build was rolled out again");
+}
