@@ -294,7 +294,10 @@ async fn main() {
         .set_rate_limits([("*".to_owned(), None)].into())
         .expect("every endpoint");
     for i in 0..clients {
-        emulator.create_project(&format!("{}-web", client_name(i)), None);
+        let project = format!("{}-web", client_name(i));
+        emulator.create_project(&project, None);
+        // Taken over, as a fleet steward promotes is.
+        emulator.set_auto_assign(&project, false);
     }
     for (i, url) in urls.iter().enumerate() {
         let mut conn = PgConnection::connect(url).await.expect("client database");

@@ -1,6 +1,8 @@
 //! Observing 1,000 Vercel projects through the real client against the in-process
 //! emulator, with bounded concurrency: requests per client (target: 1 in steady state),
-//! wall time with 0 ms and 20 ms injected latency, and peak memory (VmHWM).
+//! wall time with 0 ms and 20 ms injected latency, and peak memory (VmHWM). Each
+//! observation must also carry the project's promotion setting (taken over: off) from
+//! that one request; the bench fails otherwise.
 //!
 //! Run: `cargo run --release --example observe_bench`.
 
@@ -31,9 +33,10 @@ async fn observe_all(client: &VercelClient) -> usize {
         let (client, semaphore) = (client.clone(), semaphore.clone());
         tasks.push(tokio::spawn(async move {
             let _permit = semaphore.acquire_owned().await;
+            // Counted only when the promotion setting came with the one request.
             vercel::observe(&client, &format!("client-{i:04}-web"))
                 .await
-                .is_ok()
+                .is_ok_and(|o| !o.code.auto_promote)
         }));
     }
     let mut ok = 0;
@@ -55,7 +58,10 @@ async fn main() {
         .set_rate_limits([("*".to_owned(), None)].into())
         .expect("every endpoint");
     for i in 0..PROJECTS {
-        emulator.create_project(&format!("client-{i:04}-web"), None);
+        let project = format!("client-{i:04}-web");
+        emulator.create_project(&project, None);
+        // Taken over, as a fleet steward promotes is: the steady pass is what is measured.
+        emulator.set_auto_assign(&project, false);
     }
     let client =
         VercelClient::new(&emulator.base_url, Secret::new("bench-token"), None).expect("client");
@@ -77,6 +83,11 @@ async fn main() {
             wall.as_secs_f64() * 1000.0,
             per_client,
             ok
+        );
+        assert_eq!(ok, PROJECTS, "every observation read the promotion setting");
+        assert!(
+            (per_client - 1.0).abs() < f64::EPSILON,
+            "a steady observation is one request per client, not {per_client}"
         );
     }
     println!(

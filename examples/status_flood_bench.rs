@@ -207,6 +207,7 @@ async fn main() {
         .await
         .expect("emulator");
     emulator.create_project("shop-web", None);
+    emulator.set_auto_assign("shop-web", false);
     let dir = tempfile::tempdir().expect("tempdir");
     write_fleet(dir.path(), &emulator);
     write_client(dir.path(), SHA1);

@@ -216,6 +216,11 @@ pub struct AdoptArgs {
     /// Record versions up to VERSION as applied (for databases migrated by hand).
     #[arg(long)]
     pub baseline: Option<String>,
+    /// Turn off the Vercel project's auto-assignment of production domains, so a push to
+    /// the production branch builds staged and only steward promotes (recorded, with
+    /// its undo).
+    #[arg(long)]
+    pub take_over_promotion: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +353,10 @@ pub struct ApplyArgs {
     /// Start even outside the maintenance window (recorded with who ran it).
     #[arg(long)]
     pub ignore_window: bool,
+    /// Production moved to a commit steward did not promote and policy.outsideChange
+    /// holds the client: put the manifest's commit back (recorded with who ran it).
+    #[arg(long)]
+    pub revert_outside_change: bool,
     /// Do not ask for confirmation.
     #[arg(long)]
     pub yes: bool,

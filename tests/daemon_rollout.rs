@@ -18,6 +18,7 @@ async fn two_waves(notify: &str) -> (World, TestDb) {
     world.write_client(SHA1, "2024_11_18_001", "info", "  wave: canary\n");
     let beta = TestDb::create().await;
     world.emulator.create_project("beta-web", None);
+    world.emulator.set_auto_assign("beta-web", false);
     write_beta(&world, SHA1);
     let adopt = world
         .command(&["adopt", "beta"])

@@ -28,6 +28,7 @@ impl Corner {
     async fn add(world: &World, project: &str) -> Corner {
         let db = TestDb::create().await;
         world.emulator.create_project(project, None);
+        world.emulator.set_auto_assign(project, false);
         std::fs::write(
             world.path().join("clients/corner.yaml"),
             format!(

@@ -19,6 +19,7 @@ fn the_demo_converges_the_canary_wave_first_undoes_the_failed_build_and_exits_ze
     let all = format!("{out}{err}");
     for shown in [
         "1. Adopt each client's database",
+        "promotion taken over: auto-assignment of production domains turned off",
         "5. The daemon rolls the release out; charlie's failed build is undone",
         "7. charlie's update records",
         "cleaned up",

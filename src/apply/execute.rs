@@ -14,7 +14,7 @@ use super::undo::{self, UndoPlan};
 use super::{ApplyError, Prepared, SchemaCache, observe};
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{Client, Fleet};
-use crate::plan::{APPLY, Mode, Plan, Step};
+use crate::plan::{APPLY, Mode, Plan, Step, Undo};
 use crate::postgres::Session;
 use crate::vercel;
 
@@ -461,6 +461,10 @@ pub(super) async fn run_steps(ctx: &Ctx<'_>, db: &mut Db) -> Result<Outcome, App
                 for (kind, action) in &decision.run {
                     let result = steps::undo(ctx, db, action, &scratch).await;
                     let mut e = event(runner, plan, kind, EventKind::Undone);
+                    // What production is after the undo: steward's own record of it.
+                    if let Undo::PromotePrevious { deployment } = action {
+                        e.deployment_id = deployment.clone();
+                    }
                     if let Err(err) = &result {
                         e.error = Some(err.to_string());
                         undo_errors.push(format!("{kind}: {err}"));

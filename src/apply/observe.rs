@@ -243,9 +243,11 @@ pub async fn prepare(
     } else {
         None
     };
+    let mut code = observation.code;
+    code.promoted_by_steward = schema.promoted.clone();
     let observed = Observed {
         schema: schema_observed,
-        code: observation.code,
+        code,
         env: observation.env,
         failure,
         rehearsal,

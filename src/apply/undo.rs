@@ -6,7 +6,9 @@
 //! - after promote (a failure while baking), or once a rollout's canary took traffic, old
 //!   code must run on the new schema anyway (expand/contract), so code and env go back
 //!   and the schema stays — said loudly;
-//! - `policy.rollback: manual` undoes nothing and leaves the client Failed.
+//! - `policy.rollback: manual` undoes nothing and leaves the client Failed;
+//! - taking promotion over is kept: a failed release is no reason to let the next push
+//!   to the production branch go live by itself again.
 
 use serde::Serialize;
 
@@ -50,6 +52,13 @@ pub fn decide(completed: &[Step], rollback: RollbackPolicy) -> UndoPlan {
     for step in completed.iter().rev() {
         let undo = step.undo();
         if undo == Undo::Nothing {
+            continue;
+        }
+        if matches!(step, Step::TakeOverPromotion { .. }) {
+            plan.kept.push((
+                step.kind().to_owned(),
+                "auto-promotion stays off: a push to the production branch must not go live by itself".to_owned(),
+            ));
             continue;
         }
         if served && step.touches_schema() {

@@ -22,6 +22,7 @@ pub async fn run(args: ApplyArgs, printer: &Printer) -> Result<Exit> {
     let mode = Mode::Operator {
         approved: args.plan_hash.clone(),
         ignore_window: args.ignore_window,
+        revert_outside_change: args.revert_outside_change,
     };
     // One look per client: the plan shown here is the one that runs (see
     // `apply::execute_prepared` for what is checked again under the lock).

@@ -1,6 +1,7 @@
 //! `steward demo`: steward converging a three-client fleet on this machine, with only a
 //! local Postgres. It starts the Vercel emulator in-process, creates three databases,
-//! writes a fleet from `examples/demo/`, and runs the real CLI against them: adopt, a
+//! writes a fleet from `examples/demo/`, and runs the real CLI against them: adopt (with
+//! production promotion taken over from Vercel's Git integration), a
 //! first rollout, then a second where one client's build fails and is rolled back.
 //! Everything it created is removed at the end (unless `--keep`).
 
@@ -286,10 +287,12 @@ async fn demo(
         emulator.base_url
     ));
     heading(
-        "1. Adopt each client's database (its identity, so steward never migrates the wrong one)",
+        "1. Adopt each client's database (its identity, so steward never migrates the wrong one) and take production promotion over from Vercel's Git integration",
     );
+    // The emulated projects start as Vercel creates them, auto-assigning production
+    // domains to every push; onboarding turns that off, so only steward promotes.
     for (name, _) in CLIENTS {
-        expect(&["adopt", name], &[0])?;
+        expect(&["adopt", name, "--take-over-promotion"], &[0])?;
     }
     heading("2. The plan for the first rollout (what a PR comment would show)");
     expect(&["plan"], &[0])?;

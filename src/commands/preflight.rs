@@ -97,6 +97,7 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
             }
         }
     }
+    checks.push(promotion_check(&fleet, &client).await);
     let passed = checks.iter().all(|(_, ok, _)| *ok);
     let mut out = format!("preflight {name}\n");
     for (check, ok, detail) in &checks {
@@ -109,6 +110,41 @@ pub async fn run(args: ClientArgs, printer: &Printer) -> Result<Exit> {
     });
     printer.out(out);
     Ok(if passed { Exit::Success } else { Exit::Refused })
+}
+
+/// Only steward promotes: the project does not put every push live by itself, or the
+/// policy lets the first plan take that over.
+async fn promotion_check(
+    fleet: &crate::manifest::Fleet,
+    client: &Client,
+) -> (String, bool, String) {
+    let name = &client.config.name;
+    let check = "production promoted by steward only".to_owned();
+    let observed = match crate::apply::prepare_client(fleet) {
+        Ok(api) => crate::vercel::observe(&api, &client.config.code.project)
+            .await
+            .map_err(|e| e.to_string()),
+        Err(err) => Err(err.to_string()),
+    };
+    match observed {
+        Err(err) => (
+            check,
+            false,
+            format!("the Vercel project could not be read: {err}"),
+        ),
+        Ok(o) if !o.code.auto_promote => (
+            check,
+            true,
+            "auto-assignment of production domains is off".to_owned(),
+        ),
+        Ok(_) if client.config.policy.take_over_promotion => (
+            check,
+            true,
+            "auto-assignment is on; the next plan turns it off (policy.takeOverPromotion)"
+                .to_owned(),
+        ),
+        Ok(_) => (check, false, plan::promotion::risk(name)),
+    }
 }
 
 /// The live schema is the one recorded after the last run; under `policy.drift: warn` a

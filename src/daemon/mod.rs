@@ -588,6 +588,15 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
     }));
     let started = Instant::now();
     let result = apply::execute(&runner, &fleet, client, None).await;
+    if let Ok(outcome) = &result
+        && let Some(change) = &outcome.plan().outside_change
+    {
+        notifier.send(notifications::Message::outside_change(
+            outcome.plan(),
+            change,
+            revision.clone(),
+        ));
+    }
     live.set_stage(&name, None);
     let next_window = match client.config.schedule.state(chrono::Utc::now()) {
         WindowState::Open => None,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::schedule::Schedule;
 use super::types::{
     ApplyPolicy, BackupPolicy, Check, DestructivePolicy, DriftPolicy, EnvValue, IrreversiblePolicy,
-    RehearsePolicy, RollbackPolicy,
+    OutsideChangePolicy, RehearsePolicy, RollbackPolicy,
 };
 use crate::migrations::Version;
 use crate::secret::SecretRef;
@@ -123,6 +123,10 @@ pub struct Policy {
     pub max_lock_time: Option<Duration>,
     /// Default block: nobody reviewed a schema changed by hand.
     pub drift: DriftPolicy,
+    /// Default false: taking promotion over changes the project, so it is asked for.
+    pub take_over_promotion: bool,
+    /// Default hold: a person decides about a production nobody here promoted.
+    pub outside_change: OutsideChangePolicy,
     /// Default none: promote + bake.
     pub rollout: Option<Rollout>,
 }
@@ -202,6 +206,8 @@ impl Default for Policy {
             max_lock_time: None,
             drift: DriftPolicy::Block,
             rollout: None,
+            take_over_promotion: false,
+            outside_change: OutsideChangePolicy::Hold,
             backup: BackupPolicy::Required,
             rollback: RollbackPolicy::Auto,
             bake: Duration::from_secs(15 * 60),

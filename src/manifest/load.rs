@@ -908,6 +908,10 @@ fn resolve_client(
         max_lock_time: p.max_lock_time.map(|t| t.get()),
         drift: p.drift.unwrap_or(defaults.drift),
         rollout: p.rollout.as_ref().and_then(|r| rollout(ctx, r, out)),
+        take_over_promotion: p
+            .take_over_promotion
+            .unwrap_or(defaults.take_over_promotion),
+        outside_change: p.outside_change.unwrap_or(defaults.outside_change),
     };
     if policy.max_lock_time.is_some() && policy.rehearse != RehearsePolicy::Required {
         out.push(ctx.error(

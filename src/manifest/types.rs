@@ -448,6 +448,17 @@ pub struct PolicySpec {
     /// (default) or `warn`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<DriftPolicy>,
+    /// `true`: steward turns the Vercel project's auto-assignment of production domains
+    /// off (a plan step, undone by turning it back on), so a push to the production
+    /// branch builds staged instead of going live. Default `false`: a project that
+    /// auto-promotes is a block until this, or `steward adopt --take-over-promotion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub take_over_promotion: Option<bool>,
+    /// Production moved to a commit steward did not promote (a push that went live, a
+    /// promote in the dashboard): `hold` (default) until an operator decides, or
+    /// `revert` to the manifest's commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outside_change: Option<OutsideChangePolicy>,
     /// Release new code in stages of live traffic through Vercel's rolling releases,
     /// each judged on the canary's 5xx rate and health, instead of promote + bake.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -502,6 +513,16 @@ pub struct AnalysisSpec {
 pub enum InsufficientTraffic {
     Hold,
     Proceed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutsideChangePolicy {
+    /// The client is held, not converged, and nothing is deployed until an operator
+    /// pins the manifest to the live commit or runs `steward apply --revert-outside-change`.
+    Hold,
+    /// The manifest's commit is deployed and promoted again, as for any drift.
+    Revert,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -146,6 +146,27 @@ impl Message {
         message
     }
 
+    /// Production moved to a commit steward did not promote: told to the operators once
+    /// per deployment, whether the policy holds it or reverts it.
+    pub fn outside_change(
+        plan: &Plan,
+        change: &crate::plan::OutsideChange,
+        revision: Option<String>,
+    ) -> Message {
+        let what = match change.policy {
+            crate::manifest::OutsideChangePolicy::Hold => "held",
+            crate::manifest::OutsideChangePolicy::Revert => "reverting",
+        };
+        let text = format!("steward: ⚠️ `{}` {change}; {what}", plan.client);
+        let mut message = Message::new(NotifyEvent::Failure, plan, text, revision);
+        message.key = Some(format!(
+            "{}:outside-change:{}",
+            plan.client, change.deployment
+        ));
+        message.operators_only = true;
+        message
+    }
+
     /// A change made by hand outside a plan (`rollback --code`, `restore`).
     pub fn manual(
         event: NotifyEvent,
@@ -740,6 +761,7 @@ mod tests {
             rehearsal: None,
             drift: vec![],
             interrupted: None,
+            outside_change: None,
             hash: "0123456789abcdef".into(),
             release: "fedcba9876543210".into(),
         }

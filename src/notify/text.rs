@@ -198,6 +198,7 @@ mod tests {
             rehearsal: None,
             drift: vec![],
             interrupted: None,
+            outside_change: None,
             hash: "0123456789abcdef".into(),
             release: "fedcba9876543210".into(),
         }

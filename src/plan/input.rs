@@ -103,6 +103,13 @@ pub struct CodeObserved {
     /// The project is paused (`steward pause`): it serves no traffic, so nothing can be
     /// checked on it and no update starts until it is unpaused.
     pub paused: bool,
+    /// The project auto-assigns its production domains (`autoAssignCustomDomains`): a
+    /// push to its production branch goes live by itself.
+    pub auto_promote: bool,
+    /// The deployments steward itself put on production, from its update records: the
+    /// newest, first, and one whose promote was in flight when a run stopped. Empty when
+    /// steward has no such record (then nothing is judged an outside change).
+    pub promoted_by_steward: Vec<String>,
     /// Whether the project can run rolling releases: asked only when `policy.rollout`
     /// is set and new code is about to be released, so a steady pass stays one request.
     pub rolling_releases: RollingReleases,
@@ -126,6 +133,19 @@ pub struct Deployment {
     pub id: String,
     pub sha: Option<String>,
     pub url: Option<String>,
+    /// Who made the build and when, from its metadata.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
+}
+
+/// Where a deployment came from, as its metadata says.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    /// The commit's author for a Git push (`meta.githubCommitAuthorLogin`), else the
+    /// deployment's creator.
+    pub by: Option<String>,
+    pub at: Option<DateTime<Utc>>,
+    pub message: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,6 +203,9 @@ pub enum Mode {
         approved: Option<String>,
         /// `--ignore-window`: start outside the maintenance window.
         ignore_window: bool,
+        /// `--revert-outside-change`: production moved to a commit steward did not
+        /// promote and `policy.outsideChange` holds it; put the manifest's commit back.
+        revert_outside_change: bool,
     },
 }
 
@@ -192,12 +215,23 @@ impl Mode {
         Mode::Operator {
             approved: None,
             ignore_window: false,
+            revert_outside_change: false,
         }
     }
 
     /// Whether this is the approval of the plan with `hash`.
     pub fn approves(&self, hash: &str) -> bool {
         matches!(self, Mode::Operator { approved: Some(h), .. } if h == hash)
+    }
+
+    pub fn reverts_outside_change(&self) -> bool {
+        matches!(
+            self,
+            Mode::Operator {
+                revert_outside_change: true,
+                ..
+            }
+        )
     }
 
     pub fn ignores_window(&self) -> bool {

@@ -8,6 +8,7 @@ pub mod drift;
 mod input;
 pub mod interrupted;
 pub mod markdown;
+pub mod promotion;
 pub mod rehearsal;
 pub mod render;
 pub mod request;
@@ -26,15 +27,18 @@ pub use diff::env_changes;
 pub use drift::{Drift, SchemaChange, SchemaDescription, SchemaItem};
 pub use input::{
     BackupObserved, CodeObserved, Context, Deployment, Desired, DesiredEnv, Failure,
-    IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, RollingReleases, SchemaObserved,
+    IdentityObserved, LintSummary, Mode, Observed, ObservedEnv, Origin, RollingReleases,
+    SchemaObserved,
 };
 pub use interrupted::{Interruption, UnfinishedBake};
+pub use promotion::OutsideChange;
 pub use rehearsal::{LockMode, Rehearsal, RehearsalFailure};
 pub use step::{DeployReason, EnvAction, EnvChange, Guard, Step, Undo, rate};
 
 use crate::manifest::schedule::WindowState;
 use crate::manifest::{
     ApplyPolicy, BackupPolicy, DestructivePolicy, DriftPolicy, IrreversiblePolicy,
+    OutsideChangePolicy,
 };
 use crate::migrations::{Catalog, Version};
 
@@ -109,6 +113,10 @@ pub struct Plan {
     /// The newest run stopped half-way (also in `notes`, in words). Not in the hash.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub interrupted: Option<Interruption>,
+    /// Production runs a commit steward did not promote (held or reverted per
+    /// `policy.outsideChange`). Not in the hash, like every observation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outside_change: Option<OutsideChange>,
     /// sha256 over the steps and the inputs that matter, first 16 hex characters.
     pub hash: String,
     /// What the manifest asks for, whatever is live: see [`release`]. A failure is
@@ -167,6 +175,12 @@ pub enum Hold {
     Paused {
         client: String,
     },
+    /// Production moved to a commit steward did not promote, under
+    /// `policy.outsideChange: hold`: nothing is deployed until an operator decides.
+    OutsideChange {
+        client: String,
+        change: OutsideChange,
+    },
 }
 
 impl fmt::Display for Hold {
@@ -202,6 +216,11 @@ impl fmt::Display for Hold {
                 f,
                 "traffic is paused (steward pause); updates wait for steward unpause {client}"
             ),
+            Hold::OutsideChange { client, change } => write!(
+                f,
+                "{change}; held (policy.outsideChange: hold): to keep it, pin spec.code.version to {}; to put the manifest's commit back, `steward apply {client} --revert-outside-change`",
+                change.sha.as_deref().unwrap_or("the live commit")
+            ),
         }
     }
 }
@@ -219,6 +238,9 @@ impl Hold {
             }
             Hold::Failed { client, .. } => Some(format!("steward retry {client}")),
             Hold::Paused { client } => Some(format!("steward unpause {client}")),
+            Hold::OutsideChange { client, .. } => {
+                Some(format!("steward apply {client} --revert-outside-change"))
+            }
             Hold::Suspended | Hold::Wave { .. } => None,
         }
     }
@@ -272,6 +294,9 @@ pub enum Block {
     /// `migrate` refused by the run's own judge (`postgres::path`): unfinished or edited
     /// rows, a down run through a migration without `.down.sql`, transaction control.
     Run { reason: String },
+    /// The Vercel project puts every production build live by itself
+    /// (`autoAssignCustomDomains`), and steward was not told to take that over.
+    AutoPromotion { client: String },
 }
 
 impl fmt::Display for Block {
@@ -346,6 +371,7 @@ impl fmt::Display for Block {
                 f,
                 "client {client}: no previous production deployment is known; pass --to DEPLOYMENT"
             ),
+            Block::AutoPromotion { client } => f.write_str(&promotion::risk(client)),
         }
     }
 }
@@ -433,6 +459,16 @@ pub fn plan(
             )),
         }
     }
+
+    // Who promotes: a project that puts every push live by itself is a block until
+    // steward takes that over (by policy here, as a step; or by `adopt`).
+    if promotion::auto_promotes(desired, observed) {
+        blocks.push(Block::AutoPromotion {
+            client: config.name.clone(),
+        });
+    }
+    let take_over = observed.code.auto_promote && policy.take_over_promotion;
+    let outside_change = promotion::outside_change(desired, observed);
 
     let target = &config.database.schema_version;
     let current = schema.current.clone();
@@ -608,8 +644,19 @@ pub fn plan(
 
     // Order: forward = schema before code (expand first); downgrade = code before schema.
     let mut steps = Vec::new();
-    if !schema_steps.is_empty() || !code_steps.is_empty() {
+    if !schema_steps.is_empty() || !code_steps.is_empty() || take_over {
         steps.push(Step::Preflight);
+        // First: from here on a push to the production branch cannot go live while the
+        // rest of the plan (migrations included) runs.
+        if take_over {
+            // The production found is steward's to answer for only when steward has
+            // none on record: a take-over never adopts an outside change.
+            steps.push(Step::TakeOverPromotion {
+                production: production
+                    .filter(|_| observed.code.promoted_by_steward.is_empty())
+                    .map(|p| p.id.clone()),
+            });
+        }
         let downgrade = matches!(
             schema_steps.first(),
             Some(Step::MigrateDown { .. } | Step::RestoreBackup { .. })
@@ -696,6 +743,20 @@ pub fn plan(
                 client: config.name.clone(),
             });
         }
+        if let Some(change) = &outside_change {
+            match (change.policy, ctx.mode.reverts_outside_change()) {
+                (OutsideChangePolicy::Hold, false) => holds.push(Hold::OutsideChange {
+                    client: config.name.clone(),
+                    change: change.clone(),
+                }),
+                (OutsideChangePolicy::Hold, true) => notes.push(format!(
+                    "{change}; reverted to the manifest's commit (--revert-outside-change)"
+                )),
+                (OutsideChangePolicy::Revert, _) => notes.push(format!(
+                    "{change}; reverted to the manifest's commit (policy.outsideChange: revert)"
+                )),
+            }
+        }
         if let Some(reason) = &ctx.wave_blocked {
             holds.push(Hold::Wave {
                 reason: reason.clone(),
@@ -715,6 +776,7 @@ pub fn plan(
         rehearsal: observed.rehearsal.clone(),
         drift: drift_changes,
         interrupted: observed.interrupted.clone(),
+        outside_change,
         hash,
         release,
     }

@@ -295,6 +295,7 @@ pub fn plan(
         rehearsal: None,
         drift: Vec::new(),
         interrupted: None,
+        outside_change: None,
         release: hash.clone(),
         hash,
     }

@@ -66,6 +66,11 @@ pub enum Step {
         #[serde(serialize_with = "as_duration")]
         duration: Duration,
     },
+    /// Turn off the project's auto-assignment of production domains
+    /// (`policy.takeOverPromotion`), so a push to the production branch builds staged
+    /// and only steward's promote puts code live. `production` is what serves now, when
+    /// steward has no production on record: it is recorded as the one steward answers for.
+    TakeOverPromotion { production: Option<String> },
     /// Write the update record.
     Record,
     /// Stop the project's traffic (Vercel's pause: every deployment answers 503).
@@ -186,6 +191,8 @@ pub enum Undo {
     /// Abort the rolling release if it still runs (traffic back to `previous` at once),
     /// or, once it completed, put `previous` back in production.
     AbortRollout { previous: Option<String> },
+    /// Turn the project's auto-assignment of production domains back on.
+    RestoreAutoPromotion,
 }
 
 impl Step {
@@ -204,6 +211,7 @@ impl Step {
                 version: Some(version.clone()),
             },
             Step::SetEnv { .. } => Guard::EnvUnchanged,
+            Step::TakeOverPromotion { .. } => Guard::None,
             Step::Deploy { .. } | Step::HealthCheck { .. } => Guard::None,
             Step::Promote { previous } | Step::Rollout { previous, .. } => Guard::ProductionIs {
                 deployment: previous.clone(),
@@ -239,6 +247,7 @@ impl Step {
             Step::Rollout { previous, .. } => Undo::AbortRollout {
                 previous: previous.clone(),
             },
+            Step::TakeOverPromotion { .. } => Undo::RestoreAutoPromotion,
             Step::Promote { previous } | Step::Rebake { previous, .. } => Undo::PromotePrevious {
                 deployment: previous.clone(),
             },
@@ -281,6 +290,7 @@ impl Step {
             Step::Rollout { .. } => "rollout",
             Step::Bake { .. } => "bake",
             Step::Rebake { .. } => "rebake",
+            Step::TakeOverPromotion { .. } => "take_over_promotion",
             Step::Record => "record",
             Step::Pause { .. } => "pause",
             Step::Unpause { .. } => "unpause",
@@ -322,7 +332,7 @@ impl Step {
 
 /// The first 12 characters of a commit: observed SHAs come from the API, so cut by
 /// characters, not bytes.
-fn short(sha: &str) -> &str {
+pub(crate) fn short(sha: &str) -> &str {
     sha.char_indices()
         .nth(12)
         .map_or(sha, |(end, _)| &sha[..end])
@@ -429,6 +439,9 @@ impl fmt::Display for Step {
                 f,
                 "rebake: the bake of {deployment} never finished; health-check production for {}",
                 duration::format(*d)
+            ),
+            Step::TakeOverPromotion { .. } => f.write_str(
+                "take over promotion: turn off the project's auto-assignment of production domains, so pushes build staged (policy.takeOverPromotion)",
             ),
             Step::Record => f.write_str("record: update record in steward_events"),
             Step::Pause { project } => write!(

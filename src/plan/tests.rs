@@ -129,9 +129,9 @@ fn converged() -> (Desired, Observed) {
                 id: "dpl_old".to_owned(),
                 sha: Some(NEW_SHA.to_owned()),
                 url: None,
+                origin: None,
             }),
-            paused: false,
-            rolling_releases: Default::default(),
+            ..CodeObserved::default()
         },
         env: vec![
             seen("LOG_LEVEL", "fp-info", false),
@@ -338,6 +338,7 @@ fn an_operator_who_ignores_the_window_gets_a_runnable_plan_that_says_so() {
     let mode = Mode::Operator {
         approved: None,
         ignore_window: true,
+        revert_outside_change: false,
     };
     let plan = plan(&desired, &observed, &catalog(), &no_lint, &ctx(mode));
     assert!(plan.holds.is_empty(), "{:?}", plan.holds);
@@ -445,11 +446,13 @@ fn manual_policy_holds_in_every_mode_until_an_operator_approves_this_very_hash()
     let approved = with(Mode::Operator {
         approved: Some(daemon.hash.clone()),
         ignore_window: false,
+        revert_outside_change: false,
     });
     assert!(approved.holds.is_empty() && approved.runnable());
     let other = with(Mode::Operator {
         approved: Some("0123456789abcdef".to_owned()),
         ignore_window: false,
+        revert_outside_change: false,
     });
     assert_eq!(other.holds, vec![approval], "another hash approves nothing");
 }
@@ -835,4 +838,124 @@ fn an_unfinished_bake_of_a_build_that_is_no_longer_production_is_not_baked() {
     let (desired, mut observed) = converged();
     observed.interrupted = Some(killed_during_bake("dpl_replaced"));
     assert!(run(&desired, &observed).steps.is_empty());
+}
+
+fn daemon_plan(desired: &Desired, observed: &Observed) -> Plan {
+    plan(desired, observed, &catalog(), &no_lint, &ctx(Mode::Daemon))
+}
+
+#[test]
+fn a_project_that_auto_promotes_pushes_is_blocked_naming_the_risk_and_the_command_that_clears_it() {
+    let (desired, mut observed) = converged();
+    observed.code.auto_promote = true;
+    let plan = daemon_plan(&desired, &observed);
+    assert_eq!(plan.outcome(), Outcome::Blocked);
+    let said = plan.blocks[0].to_string();
+    assert!(said.contains("before its migrations"), "{said}");
+    assert!(
+        said.contains("steward adopt acme --take-over-promotion"),
+        "{said}"
+    );
+}
+
+#[test]
+fn under_take_over_promotion_the_plan_turns_auto_assignment_off_first_with_its_undo() {
+    let (mut desired, mut observed) = converged();
+    desired.config.policy.take_over_promotion = true;
+    observed.code.auto_promote = true;
+    let plan = daemon_plan(&desired, &observed);
+    assert!(plan.blocks.is_empty(), "{:?}", plan.blocks);
+    assert_eq!(
+        plan.steps,
+        vec![
+            Step::Preflight,
+            Step::TakeOverPromotion {
+                production: Some("dpl_old".to_owned())
+            },
+            Step::Record
+        ]
+    );
+    assert_eq!(plan.steps[1].undo(), Undo::RestoreAutoPromotion);
+}
+
+fn moved_outside() -> (Desired, Observed) {
+    let (desired, mut observed) = converged();
+    observed.code.production = Some(Deployment {
+        id: "dpl_pushed".to_owned(),
+        sha: Some(OLD_SHA.to_owned()),
+        url: None,
+        origin: Some(Origin {
+            by: Some("octo-dev".to_owned()),
+            at: Some(now()),
+            message: Some("Merge pull request #7".to_owned()),
+        }),
+    });
+    observed.code.promoted_by_steward = vec!["dpl_old".to_owned()];
+    (desired, observed)
+}
+
+#[test]
+fn production_on_a_commit_steward_did_not_promote_is_held_with_who_and_when() {
+    let (desired, observed) = moved_outside();
+    let plan = daemon_plan(&desired, &observed);
+    assert!(!plan.runnable(), "held: nothing is deployed");
+    let held = plan
+        .holds
+        .iter()
+        .find(|h| matches!(h, Hold::OutsideChange { .. }))
+        .expect("an outside-change hold");
+    let said = held.to_string();
+    for part in [
+        "production changed outside steward",
+        "by octo-dev",
+        "2026-11-24 12:00 UTC",
+        "pin spec.code.version to 1111111111111111111111111111111111111111",
+    ] {
+        assert!(said.contains(part), "`{part}` in: {said}");
+    }
+    assert_eq!(
+        held.command().as_deref(),
+        Some("steward apply acme --revert-outside-change")
+    );
+}
+
+#[test]
+fn an_outside_change_is_reverted_by_the_operators_flag_or_by_policy_and_said_in_the_notes() {
+    let (desired, observed) = moved_outside();
+    let operator = Mode::Operator {
+        approved: None,
+        ignore_window: false,
+        revert_outside_change: true,
+    };
+    let plan = plan(&desired, &observed, &catalog(), &no_lint, &ctx(operator));
+    assert!(plan.runnable(), "{:?}", plan.holds);
+    assert!(plan.outside_change.is_some());
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("--revert-outside-change"))
+    );
+
+    let (mut desired, observed) = moved_outside();
+    desired.config.policy.outside_change = OutsideChangePolicy::Revert;
+    let plan = daemon_plan(&desired, &observed);
+    assert!(plan.runnable(), "{:?}", plan.holds);
+    assert!(
+        plan.notes
+            .iter()
+            .any(|n| n.contains("policy.outsideChange: revert"))
+    );
+}
+
+#[test]
+fn without_a_record_of_what_steward_promoted_or_on_the_manifests_commit_nothing_is_an_outside_change()
+ {
+    let (desired, mut observed) = moved_outside();
+    observed.code.promoted_by_steward.clear();
+    assert_eq!(daemon_plan(&desired, &observed).outside_change, None);
+    let (desired, mut observed) = moved_outside();
+    if let Some(p) = observed.code.production.as_mut() {
+        p.sha = Some(NEW_SHA.to_owned());
+    }
+    assert_eq!(daemon_plan(&desired, &observed).outside_change, None);
 }

@@ -25,7 +25,7 @@ pub use connect::{Access, close, connect};
 pub use identity::{Identity, adopt, read_identity};
 pub use lock::{LockHolder, Session, require_identity};
 pub use migrate::{Actor, MigrateReport, check_dump_identity};
-pub use observe::{SchemaState, observe, observe_on};
+pub use observe::{PRODUCTION_RECORDS, SchemaState, observe, observe_on};
 pub use path::{Direction, RunPath};
 pub use progress::{Progress, Stopped};
 pub use repair::RepairRefusal;

@@ -28,7 +28,16 @@ pub struct SchemaState {
     pub has_reference: bool,
     /// The newest apply run stopped half-way, as its update record tells.
     pub interrupted: Option<Interruption>,
+    /// The deployments steward put on production, newest first (see
+    /// [`PRODUCTION_RECORDS`]): what an outside change is judged against.
+    pub promoted: Vec<String>,
 }
+
+/// The update records that say steward put a deployment on production: a promote, a
+/// finished rebake, `rollback --code`, each also undone (back to the deployment before),
+/// a take-over (the production it found, by plan or by `adopt`), and `rollback --code`
+/// as recorded before it was a plan.
+pub const PRODUCTION_RECORDS: &str = "deployment_id IS NOT NULL AND ((step IN ('promote', 'rebake', 'rollback', 'take_over_promotion') AND outcome IN ('succeeded', 'undone')) OR (step IN ('rollback', 'promotion') AND outcome = 'manual'))";
 
 impl SchemaState {
     pub fn to_observed(&self) -> SchemaObserved {
@@ -105,6 +114,10 @@ pub async fn observe_on(
             "(SELECT 'event'::text, outcome, plan_hash, coalesce({release}, '') || chr(31) || coalesce(detail, '') || chr(31) || coalesce(error, ''), at FROM steward_events
               WHERE step = 'apply' AND outcome IN ('failed', 'rolled_back', 'completed', 'retry') ORDER BY at DESC, id DESC LIMIT 1)"
         ));
+        parts.push(format!(
+            "(SELECT 'promoted'::text, deployment_id, step, outcome, at FROM steward_events
+              WHERE {PRODUCTION_RECORDS} ORDER BY id DESC LIMIT 1)"
+        ));
         // Every event of the newest apply run, to see whether it finished: the id first,
         // for order, then the deployment; the detail (JSON for an intent) last.
         parts.push(
@@ -120,6 +133,7 @@ pub async fn observe_on(
     let mut failure = None;
     let mut drift = None;
     let mut run: Vec<(i64, RunEvent)> = Vec::new();
+    let mut promoted = Vec::new();
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
         for row in sqlx::query(AssertSqlSafe(sql))
@@ -152,6 +166,7 @@ pub async fn observe_on(
                         applied_at: at.unwrap_or_default(),
                     });
                 }
+                "promoted" => promoted.extend(a),
                 "schema" => {
                     drift = super::drift::drift_from_row(client, a, b, c.as_deref(), at)?;
                 }
@@ -199,6 +214,17 @@ pub async fn observe_on(
     rows.sort_by(|x, y| x.version.cmp(&y.version));
     run.sort_by_key(|(id, _)| *id);
     let run: Vec<RunEvent> = run.into_iter().map(|(_, e)| e).collect();
+    // A promote that was in flight when the newest run stopped may have happened: its
+    // deployment is steward's too.
+    for event in &run {
+        if event.step == "promote"
+            && event.outcome == "intent"
+            && let Some(deployment) = &event.deployment
+            && !promoted.contains(deployment)
+        {
+            promoted.push(deployment.clone());
+        }
+    }
     let state = SchemaState {
         identity: judge(identity.as_ref(), client, database.identity),
         current: versions::current(&rows),
@@ -206,6 +232,7 @@ pub async fn observe_on(
         drift,
         has_reference,
         interrupted: interrupted::judge(&run),
+        promoted,
     };
     Ok((state, failure))
 }

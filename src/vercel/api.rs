@@ -80,6 +80,17 @@ pub struct Deployment {
     pub error_message: Option<String>,
     #[serde(default)]
     pub is_rollback_candidate: Option<bool>,
+    /// Who made the deployment (for a Git push, Vercel's user of the commit's author).
+    #[serde(default)]
+    pub creator: Option<Creator>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Creator {
+    #[serde(default)]
+    pub uid: Option<String>,
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 impl Deployment {
@@ -95,6 +106,23 @@ impl Deployment {
             .as_deref()
             .or(self.state.as_deref())
             .unwrap_or("QUEUED")
+    }
+
+    /// Who made it and when, from its metadata: a Git push names the commit's author
+    /// (`githubCommitAuthorLogin`) and message; otherwise the creator's user name.
+    pub fn origin(&self) -> crate::plan::Origin {
+        let meta = |key: &str| self.meta.as_ref().and_then(|m| m.get(key)).cloned();
+        let creator = self
+            .creator
+            .as_ref()
+            .and_then(|c| c.username.clone().or_else(|| c.uid.clone()));
+        crate::plan::Origin {
+            by: meta("githubCommitAuthorLogin").or(creator),
+            at: self
+                .created_at
+                .and_then(|ms| chrono::DateTime::from_timestamp_millis(ms as i64)),
+            message: meta("githubCommitMessage"),
+        }
     }
 
     /// Fill `id` from `uid` for list items.

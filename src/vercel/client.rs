@@ -401,6 +401,21 @@ impl VercelClient {
         Ok(())
     }
 
+    /// `PATCH /v9/projects/{id}` `{autoAssignCustomDomains}`; Vercel answers the project.
+    pub async fn set_auto_assign(
+        &self,
+        project_id: &str,
+        on: bool,
+    ) -> Result<Project, VercelError> {
+        self.call(
+            Method::PATCH,
+            &format!("/v9/projects/{project_id}"),
+            &[],
+            Some(&json!({"autoAssignCustomDomains": on})),
+        )
+        .await
+    }
+
     pub async fn rollback(&self, project_id: &str, deployment_id: &str) -> Result<(), VercelError> {
         self.call::<Value>(
             Method::POST,

@@ -39,9 +39,14 @@ pub async fn observe(client: &VercelClient, project: &str) -> Result<Observation
             id: d.id.clone(),
             sha: d.sha().map(str::to_owned),
             url: d.url.clone(),
+            origin: Some(d.origin()),
         }),
         paused: project.paused.unwrap_or(false),
         rolling_releases: Default::default(),
+        // Absent means Vercel's default, which is on.
+        auto_promote: project.auto_assign_custom_domains.unwrap_or(true),
+        // Known from steward's own records, not from Vercel.
+        promoted_by_steward: Vec::new(),
     };
     let env = project
         .env
@@ -220,8 +225,11 @@ pub async fn deploy(
     }
     if !env_changed {
         let existing = client.deployments_for_sha(&project.id, sha).await?;
+        // A build that served production before cannot be promoted again (only rolled
+        // back to): putting its commit back after an outside change takes a new one.
         if let Some(found) = existing
             .into_iter()
+            .filter(|d| d.ready_substate.as_deref() != Some("PROMOTED"))
             .find(|d| d.state() == "READY" || d.state() == "BUILDING" || d.state() == "QUEUED")
         {
             return Ok(found);
@@ -264,14 +272,52 @@ pub async fn wait_ready(
     }
 }
 
-/// Promote, then confirm `targets.production` points at it.
+/// Promote, then confirm `targets.production` points at it. Vercel's promote turns the
+/// project's auto-assignment of production domains back on; steward promotes only
+/// projects it took promotion over, so it turns that off again at once, or the next push
+/// to the production branch would go live by itself.
 pub async fn promote(
     client: &VercelClient,
     project_id: &str,
     deployment_id: &str,
 ) -> Result<(), VercelError> {
     client.promote(project_id, deployment_id).await?;
-    confirm_production(client, project_id, deployment_id).await
+    confirm_promoted(client, project_id, deployment_id).await
+}
+
+/// Confirm production is `deployment_id` after steward put it there (a promote, a
+/// completed rolling release), and keep the project's auto-assignment of production
+/// domains off, which Vercel turns back on when it promotes.
+pub(crate) async fn confirm_promoted(
+    client: &VercelClient,
+    project_id: &str,
+    deployment_id: &str,
+) -> Result<(), VercelError> {
+    let project = confirm_production(client, project_id, deployment_id).await?;
+    if project.auto_assign_custom_domains != Some(false) {
+        set_auto_promote(client, project_id, false).await?;
+    }
+    Ok(())
+}
+
+/// Turn the project's auto-assignment of production domains on or off
+/// (`autoAssignCustomDomains`), and confirm the project's answer says so.
+pub async fn set_auto_promote(
+    client: &VercelClient,
+    project_id: &str,
+    on: bool,
+) -> Result<(), VercelError> {
+    let project = client.set_auto_assign(project_id, on).await?;
+    if project.auto_assign_custom_domains == Some(on) {
+        return Ok(());
+    }
+    Err(VercelError::Shape {
+        path: format!("/v9/projects/{project_id}"),
+        reason: format!(
+            "the project says autoAssignCustomDomains: {:?} after setting it to {on}",
+            project.auto_assign_custom_domains
+        ),
+    })
 }
 
 /// Roll production back to an earlier deployment (instant rollback), and confirm.
@@ -281,7 +327,9 @@ pub async fn rollback(
     deployment_id: &str,
 ) -> Result<(), VercelError> {
     client.rollback(project_id, deployment_id).await?;
-    confirm_production(client, project_id, deployment_id).await
+    confirm_production(client, project_id, deployment_id)
+        .await
+        .map(drop)
 }
 
 /// Pause or unpause a project (the emergency stop), then confirm the project says so.
@@ -306,15 +354,16 @@ pub async fn set_paused(
     })
 }
 
+/// Poll the project until production is `deployment_id`; the project as then read.
 pub(crate) async fn confirm_production(
     client: &VercelClient,
     project_id: &str,
     deployment_id: &str,
-) -> Result<(), VercelError> {
+) -> Result<Project, VercelError> {
     for _ in 0..50 {
         let project = client.project(project_id).await?;
         if project.production().is_some_and(|d| d.id == deployment_id) {
-            return Ok(());
+            return Ok(project);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -28,6 +28,9 @@ impl World {
         config.build_time = std::time::Duration::from_millis(200);
         let emulator = RunningEmulator::start(config).await.expect("emulator");
         emulator.create_project("shop-web", None);
+        // A client steward already took promotion over (`adopt --take-over-promotion`):
+        // tests/promotion.rs starts from Vercel's default instead.
+        emulator.set_auto_assign("shop-web", false);
         let dir = tempfile::tempdir().expect("tempdir");
         let world = World { db, emulator, dir };
         world.write_fleet(&super::repo_root().join("migrations"), "");

@@ -107,6 +107,10 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                 from.as_deref().unwrap_or("(none)")
             ));
         }
+        Step::TakeOverPromotion { .. } => {
+            let link = ctx.link()?;
+            vercel::set_auto_promote(link.api, &link.project.id, false).await?;
+        }
         Step::Preflight
         | Step::Backup { .. }
         | Step::MigrateUp { .. }
@@ -201,6 +205,10 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         }
         Undo::Pause | Undo::Unpause => {
             set_paused(ctx, *action == Undo::Pause).await?;
+        }
+        Undo::RestoreAutoPromotion => {
+            let link = ctx.link()?;
+            vercel::set_auto_promote(link.api, &link.project.id, true).await?;
         }
         Undo::Nothing
         | Undo::MigrateDownTo { .. }

@@ -116,6 +116,7 @@ pub async fn run(
         | Step::CodeRollback { .. }
         | Step::ClearFailure { .. }
         | Step::Rollout { .. }
+        | Step::TakeOverPromotion { .. }
         | Step::Record => unreachable!("{} is not a database step", step.kind()),
     }
     Ok(())
@@ -163,7 +164,8 @@ pub async fn undo(
         | Undo::PromotePrevious { .. }
         | Undo::Pause
         | Undo::Unpause
-        | Undo::AbortRollout { .. } => unreachable!("not a database undo"),
+        | Undo::AbortRollout { .. }
+        | Undo::RestoreAutoPromotion => unreachable!("not a database undo"),
     }
 }
 

@@ -385,7 +385,8 @@ pub async fn run_step(
         | Step::Rebake { .. }
         | Step::Pause { .. }
         | Step::Unpause { .. }
-        | Step::CodeRollback { .. } => code::run(ctx, step, scratch).await,
+        | Step::CodeRollback { .. }
+        | Step::TakeOverPromotion { .. } => code::run(ctx, step, scratch).await,
         Step::Rollout { .. } => rollout::run(ctx, step, scratch).await,
         Step::Record => records::complete(ctx, db, scratch).await,
         Step::ClearFailure { .. } => records::clear_failure(ctx, db.session()?, scratch).await,
@@ -404,9 +405,11 @@ pub async fn undo(
         Undo::MigrateDownTo { .. } | Undo::MigrateUpTo { .. } | Undo::RestoreTakenBackup => {
             database::undo(ctx, db.session()?, action, scratch).await
         }
-        Undo::RestoreEnv | Undo::PromotePrevious { .. } | Undo::Pause | Undo::Unpause => {
-            code::undo(ctx, action, scratch).await
-        }
+        Undo::RestoreEnv
+        | Undo::PromotePrevious { .. }
+        | Undo::Pause
+        | Undo::Unpause
+        | Undo::RestoreAutoPromotion => code::undo(ctx, action, scratch).await,
         Undo::AbortRollout { previous } => rollout::undo(ctx, previous.as_deref()).await,
     }
 }

@@ -49,6 +49,8 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
                     serde_json::to_string(&serde_json::json!({"stages": scratch.rollout})).ok();
             }
         }
+        // The production steward answers for from here on.
+        Step::TakeOverPromotion { production } => e.deployment_id = production.clone(),
         Step::Preflight
         | Step::Backup { .. }
         | Step::RestoreBackup { .. }

@@ -216,7 +216,7 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
             error_rate: None,
         },
     );
-    vercel::confirm_production(client, project, &canary.id).await?;
+    vercel::confirm_promoted(client, project, &canary.id).await?;
     Ok(())
 }
 
