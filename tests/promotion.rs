@@ -215,9 +215,14 @@ async fn production_promoted_by_someone_else_is_held_and_reported_with_who_and_w
         assert!(said.contains(part), "the plan says `{part}`:\n{said}");
     }
     let json = world.steward(&["plan", "shop", "--format", "json"]);
-    let json = stdout(&json);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("plan JSON");
+    let change = &json["clients"][0]["outside_change"]["change"];
+    assert_eq!(change["by"], "octo-dev", "{json}");
+    assert_eq!(change["sha"], PUSHED, "{json}");
     assert!(
-        json.contains("\"outside_change\"") && json.contains("\"octo-dev\""),
+        change["at"]
+            .as_str()
+            .is_some_and(|at| at.starts_with(&today)),
         "{json}"
     );
 

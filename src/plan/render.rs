@@ -396,6 +396,7 @@ pub fn json(report: &Report, catalog: Option<&Catalog>) -> Value {
                 "notes": plan.notes,
                 "rehearsal": plan.rehearsal,
                 "drift": plan.drift.iter().map(|c| json!({"change": c, "description": c.to_string()})).collect::<Vec<_>>(),
+                "outside_change": plan.outside_change.as_ref().map(|c| json!({"change": c, "description": c.to_string()})),
             })
         })
         .collect();
