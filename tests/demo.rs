@@ -22,6 +22,10 @@ fn the_demo_converges_the_canary_wave_first_undoes_the_failed_build_and_exits_ze
         "promotion taken over: auto-assignment of production domains turned off",
         "5. The daemon rolls the release out; charlie's failed build is undone",
         "7. charlie's update records",
+        "8. A staged rollout",
+        "rollout stage 1/3: 10% of traffic on the new deployment",
+        "9. A staged rollout aborted",
+        "rollout aborted",
         "cleaned up",
     ] {
         assert!(all.contains(shown), "the demo shows `{shown}`:\n{all}");

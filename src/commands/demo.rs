@@ -1,8 +1,9 @@
 //! `steward demo`: steward converging a three-client fleet on this machine, with only a
 //! local Postgres. It starts the Vercel emulator in-process, creates three databases,
 //! writes a fleet from `examples/demo/`, and runs the real CLI against them: adopt (with
-//! production promotion taken over from Vercel's Git integration), a
-//! first rollout, then a second where one client's build fails and is rolled back.
+//! production promotion taken over from Vercel's Git integration), a first rollout, then a
+//! second where one client's build fails and is rolled back, then a staged rollout judged
+//! on live traffic and one aborted at its first stage.
 //! Everything it created is removed at the end (unless `--keep`).
 
 use sqlx::AssertSqlSafe;
@@ -14,7 +15,7 @@ use anyhow::{Context as _, Result, bail};
 use sqlx::{Connection, Executor, PgConnection};
 
 use crate::cli::DemoArgs;
-use crate::emulator::vercel::{EmulatorConfig, RunningEmulator};
+use crate::emulator::vercel::{EmulatorConfig, RunningEmulator, Traffic};
 use crate::exit::Exit;
 use crate::output::{Printer, Style};
 
@@ -313,7 +314,65 @@ async fn demo(
     expect(&["status"], &[0, 1])?;
     heading("7. charlie's update records (steward history charlie)");
     expect(&["history", "charlie", "--limit", "8"], &[0])?;
+
+    // Staged rollouts (policy.rollout): live traffic on every deployment, 20% of it
+    // failing on bravo's next commit.
+    emulator.set_traffic(
+        "*",
+        Traffic {
+            requests_per_second: 100.0,
+            error_rate: 0.0,
+        },
+    );
+    emulator.set_traffic(
+        STAGED[1].1,
+        Traffic {
+            requests_per_second: 100.0,
+            error_rate: 0.2,
+        },
+    );
+    for (client, sha) in STAGED {
+        let path = fleet_dir.join("clients").join(format!("{client}.yaml"));
+        let text = std::fs::read_to_string(&path)?;
+        let (_, _, _, released, _) = VERSIONS
+            .iter()
+            .find(|v| v.0 == client)
+            .context("a demo client")?;
+        std::fs::write(&path, format!("{}{ROLLOUT}", text.replace(released, sha)))?;
+    }
+    heading(
+        "8. A staged rollout: alpha's next commit takes 10%, then 50%, then all of production, each stage judged on its live 5xx rate",
+    );
+    expect(&["apply", "alpha", "--yes"], &[0])?;
+    heading(
+        "9. A staged rollout aborted: bravo's next commit fails 20% of its requests, so its first stage sends all traffic back at once",
+    );
+    expect(&["apply", "bravo", "--yes"], &[1])?;
+    check_staged(emulator)?;
     Ok(Exit::Success)
+}
+
+/// The next commit of alpha and bravo, released in stages (step 8 and 9).
+const STAGED: [(&str, &str); 2] = [
+    ("alpha", "a3c0ffee00000000000000000000000000000003"),
+    ("bravo", "b3badbad00000000000000000000000000000003"),
+];
+
+/// The policy the staged steps add to a client: short stages, so the demo stays quick.
+const ROLLOUT: &str = "  policy:\n    rollout:\n      stages: [{percent: 10, for: 2s}, {percent: 50, for: 2s}, {percent: 100}]\n      analysis: {maxErrorRate: \"1%\", minRequests: 10}\n";
+
+/// After steps 8 and 9: alpha on its staged commit; bravo's aborted, its previous commit
+/// still in production.
+fn check_staged(emulator: &RunningEmulator) -> Result<()> {
+    let alpha = production_sha(emulator, "alpha");
+    if alpha.as_deref() != Some(STAGED[0].1) {
+        bail!("demo check: after its staged rollout alpha runs {alpha:?}");
+    }
+    let bravo = production_sha(emulator, "bravo");
+    if bravo.as_deref() != Some(VERSIONS[1].3) {
+        bail!("demo check: after its aborted rollout bravo runs {bravo:?}");
+    }
+    Ok(())
 }
 
 /// The production commit of a client's project in the emulator.
