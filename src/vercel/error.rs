@@ -55,6 +55,10 @@ pub enum VercelError {
     /// timeout): a local failure that says nothing about the release.
     #[error("health check of {url} got no answer: {reason}")]
     HealthUnreachable { url: String, reason: String },
+    /// The health check's URL cannot be requested at all (a host that is no valid domain
+    /// name): no later try can pass, so it is neither retried nor a verdict on the release.
+    #[error("health check cannot request {url}: {reason}")]
+    HealthUrl { url: String, reason: String },
 }
 
 impl VercelError {

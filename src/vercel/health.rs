@@ -119,9 +119,13 @@ impl HealthChecker {
             .timeout(health.timeout)
             .send()
             .await
-            .map_err(|e| VercelError::HealthUnreachable {
-                url: url.clone(),
-                reason: describe(&e),
+            .map_err(|e| {
+                let (url, reason) = (url.clone(), describe(&e));
+                if e.is_builder() {
+                    VercelError::HealthUrl { url, reason }
+                } else {
+                    VercelError::HealthUnreachable { url, reason }
+                }
             })?;
         let status = response.status().as_u16();
         if status == health.expect_status {
@@ -157,6 +161,8 @@ impl HealthChecker {
 fn describe(err: &reqwest::Error) -> String {
     let mut text = if err.is_timeout() {
         "no answer within the health timeout".to_owned()
+    } else if err.is_builder() {
+        "not a URL that can be requested".to_owned()
     } else if err.is_connect() {
         "cannot connect".to_owned()
     } else {

@@ -129,7 +129,9 @@ fn vercel_class(err: &VercelError) -> ErrorClass {
         VercelError::Api { status, .. } if *status == 429 || *status >= 500 => {
             ErrorClass::Transient
         }
-        VercelError::Api { .. } | VercelError::Shape { .. } => ErrorClass::Failed,
+        VercelError::Api { .. } | VercelError::Shape { .. } | VercelError::HealthUrl { .. } => {
+            ErrorClass::Failed
+        }
     }
 }
 
@@ -445,6 +447,12 @@ mod tests {
             reason: "cannot connect".into(),
         };
         assert_eq!(StepError::Bake(no_answer).class(), ErrorClass::Transient);
+        // No later try can request a URL that is not one: not retried without end.
+        let no_url = VercelError::HealthUrl {
+            url: "http://<img>.vercel.app/".into(),
+            reason: "not a URL that can be requested".into(),
+        };
+        assert_eq!(StepError::Bake(no_url).class(), ErrorClass::Failed);
     }
 
     #[test]
