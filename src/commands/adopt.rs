@@ -27,7 +27,7 @@ pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
     let name = &client.config.name;
     let url = database_url(&client)?;
     let baseline: Option<Version> = args.baseline.as_deref().map(str::parse).transpose()?;
-    let promotion = read_promotion(&fleet, &client, printer).await?;
+    let promotion = read_promotion(&fleet, &client, args.take_over_promotion, printer).await?;
     if promotion.as_ref().is_some_and(|p| p.code.auto_promote)
         && !args.take_over_promotion
         && !client.config.policy.take_over_promotion
@@ -105,16 +105,30 @@ pub async fn run(args: AdoptArgs, printer: &Printer) -> Result<Exit> {
 }
 
 /// The project's promotion setting and production, from one read. A Vercel that cannot
-/// be reached does not stop adopting the database; the first plan checks it again.
+/// be reached, or is not configured here (no token in this environment), does not stop
+/// adopting the database: the first plan checks it again. Taking over promotion needs it.
 async fn read_promotion(
     fleet: &crate::manifest::Fleet,
     client: &Client,
+    take_over: bool,
     printer: &Printer,
 ) -> Result<Option<vercel::Observation>> {
     let name = &client.config.name;
-    let api = apply::prepare_client(fleet)?;
+    let api = match apply::prepare_client(fleet) {
+        Ok(api) => api,
+        Err(err) if !take_over => {
+            printer.warn(format!(
+                "{name}: the project's promotion setting could not be read ({err}); `steward plan {name}` checks it"
+            ));
+            return Ok(None);
+        }
+        Err(err) => return Err(err.into()),
+    };
     match vercel::observe(&api, &client.config.code.project).await {
         Ok(observation) => Ok(Some(observation)),
+        Err(err) if take_over => {
+            bail!("client {name}: cannot take over promotion: the project could not be read: {err}")
+        }
         Err(err) => {
             printer.warn(format!(
                 "{name}: the project's promotion setting could not be read ({err}); `steward plan {name}` checks it"
