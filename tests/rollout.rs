@@ -378,6 +378,16 @@ async fn the_daemon_shows_the_live_stage_and_percent_in_status_and_metrics_while
     };
     assert_eq!(status["stage"], 1);
     assert_eq!(status["stages"], 2);
+    // `steward status` at a terminal reads the same live stage from Vercel.
+    let cli = world.steward(&["status", "shop"]);
+    assert!(
+        stdout(&cli).contains("rollout stage 1/2: 10% of traffic on the new deployment"),
+        "{}",
+        stdout(&cli)
+    );
+    let json = world.steward(&["status", "shop", "--format", "json"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("status JSON");
+    assert_eq!(json["clients"][0]["rollout"]["percent"], 10, "{json}");
     assert!(
         metrics.contains("steward_rollout_canary_percent{client=\"shop\"} 10")
             && metrics.contains("steward_rollout_stage{client=\"shop\"} 1")

@@ -15,6 +15,7 @@ use crate::output::{Printer, table};
 use crate::plan::Mode;
 use crate::postgres::{self, Access};
 use crate::status::{self, Phase, Standing};
+use crate::vercel::rolling::ReleaseState;
 
 /// One client's line, typed: the JSON is this struct (`docs/operations.md`).
 #[derive(Debug, Serialize)]
@@ -40,6 +41,9 @@ struct Row {
     last_change: Option<LastChange>,
     /// Only for clients with maintenance windows.
     window: Option<WindowView>,
+    /// A rolling release running now (from the daemon or another terminal): its stage
+    /// and the new deployment's share of traffic.
+    rollout: Option<apply::RolloutProgress>,
 }
 
 /// The newest apply-level record: when, how it ended, and what it did.
@@ -79,7 +83,11 @@ pub async fn run(args: StatusArgs, printer: &Printer) -> Result<Exit> {
         let prepared =
             apply::prepare(&fleet, client, &vercel, Mode::Daemon, None, None, None).await;
         let mut row = match &prepared {
-            Ok(prepared) => observed_row(&fleet, client, prepared),
+            Ok(prepared) => {
+                let mut row = observed_row(&fleet, client, prepared);
+                row.rollout = live_rollout(client, prepared).await;
+                row
+            }
             Err(err) => {
                 // A spent Vercel window is a wait, not an error.
                 let phase = if err.rate_limited_until().is_some() {
@@ -130,6 +138,30 @@ fn window(client: &Client) -> Option<WindowView> {
     })
 }
 
+/// The project's rolling release while one runs. Asked only for clients under
+/// `policy.rollout`, so a fleet without rollouts pays no extra request.
+async fn live_rollout(client: &Client, prepared: &Prepared) -> Option<apply::RolloutProgress> {
+    client.config.policy.rollout.as_ref()?;
+    let release = match prepared
+        .vercel
+        .active_rolling_release(&prepared.project.id)
+        .await
+    {
+        Ok(release) => release?,
+        Err(err) => {
+            tracing::warn!(client = %client.config.name, error = %err, "could not read the project's rolling release");
+            return None;
+        }
+    };
+    (release.state == ReleaseState::Active).then(|| apply::RolloutProgress {
+        // Vercel counts stages from 0; status, like the daemon, from 1.
+        stage: release.active_stage.as_ref().map_or(1, |s| s.index + 1),
+        stages: release.stages.len().max(1),
+        percent: release.percent(),
+        error_rate: None,
+    })
+}
+
 fn unobserved_row(client: &Client, phase: Phase, error: String) -> Row {
     Row {
         client: client.config.name.clone(),
@@ -148,6 +180,7 @@ fn unobserved_row(client: &Client, phase: Phase, error: String) -> Row {
         last_backup: None,
         last_change: None,
         window: window(client),
+        rollout: None,
     }
 }
 
@@ -198,6 +231,7 @@ fn observed_row(fleet: &Fleet, client: &Client, prepared: &Prepared) -> Row {
             .map(|b| b.id.clone()),
         last_change: None,
         window: window(client),
+        rollout: None,
     }
 }
 
@@ -286,7 +320,11 @@ fn text(rows: &[Row], detailed: bool) -> String {
                 r.sha.as_deref().map_or_else(|| "—".to_owned(), short),
                 change_cell(r.last_change.as_ref()),
                 window_cell(r.window.as_ref()),
-                or_dash(r.reason.as_deref()),
+                match (&r.rollout, &r.reason) {
+                    (Some(rollout), Some(reason)) => format!("{reason} · {rollout}"),
+                    (Some(rollout), None) => rollout.to_string(),
+                    (None, reason) => or_dash(reason.as_deref()),
+                },
             ]
         })
         .collect();
