@@ -42,7 +42,8 @@ struct Row {
     /// Only for clients with maintenance windows.
     window: Option<WindowView>,
     /// A rolling release running now (from the daemon or another terminal): its stage
-    /// and the new deployment's share of traffic.
+    /// and the new deployment's share of traffic. Absent while none runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
     rollout: Option<apply::RolloutProgress>,
 }
 
