@@ -178,7 +178,7 @@ impl DriftArgs {
 #[derive(Debug, Subcommand)]
 pub enum DriftAction {
     /// Record the client's live schema as the reference (a person reviewed it), on record.
-    Accept(ClientArgs),
+    Accept(ChangeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +221,8 @@ pub struct AdoptArgs {
     /// its undo).
     #[arg(long)]
     pub take_over_promotion: bool,
+    #[command(flatten)]
+    pub preview: DryRunArgs,
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,10 @@ fn redacted() -> insta::Settings {
         (r"\b\d+(\.\d+)? (ms|s)\b", "[duration]"),
         (r#""duration_ms": \d+"#, r#""duration_ms": "[duration]""#),
         (r"\b[0-9a-f]{16}\b", "[hash]"),
+        (
+            r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b",
+            "[identity]",
+        ),
         (r"steward_test_\d+_[0-9a-f]+", "[database]"),
         (r"http://127\.0\.0\.1:\d+", "http://[emulator]"),
         // Column widths follow the longest (redacted) value: keep the gaps, not their width.

@@ -297,8 +297,11 @@ async fn a_baseline_whose_verify_file_fails_is_refused_naming_the_version_and_wh
     // Migrated by hand up to the first migration only.
     execute(&db, "create table accounts (id int primary key)").await;
     let fleet = SchemaFleet::new(&db, &with_verify(), "2024_01_03_001");
+    let dry = fleet.run(&["adopt", "shop", "--baseline", "2024_01_03_001", "--dry-run"]);
     let out = fleet.run(&["adopt", "shop", "--baseline", "2024_01_03_001"]);
+    assert_exit(&dry, 3);
     assert_exit(&out, 3);
+    assert_eq!(stderr(&dry), stderr(&out), "refused alike by the dry run");
     let err = stderr(&out);
     assert!(
         err.contains(
@@ -357,6 +360,15 @@ async fn a_baseline_says_how_many_versions_it_will_record_before_recording_them(
     )
     .await;
     let fleet = SchemaFleet::new(&db, &with_verify(), "2024_01_03_001");
+    let dry = fleet.run(&["adopt", "shop", "--baseline", "2024_01_02_001", "--dry-run"]);
+    assert_exit(&dry, 0);
+    assert!(
+        stdout(&dry).contains("baseline 2024_01_02_001: record 2024_01_01_001, 2024_01_02_001 as applied (2 shown by .verify.sql, 0 on your word; 0 kept)"),
+        "the dry run shows the baseline step:\n{}",
+        stdout(&dry)
+    );
+    assert!(versions(&db).await.is_empty(), "a dry run records nothing");
+    assert!(!table_exists(&db, "steward_identity").await);
     let out = fleet.run(&["adopt", "shop", "--baseline", "2024_01_02_001"]);
     assert_exit(&out, 0);
     let text = stdout(&out);

@@ -169,6 +169,82 @@ async fn every_command_runs_the_plan_its_dry_run_shows_and_refuses_alike() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_and_drift_accept_run_the_plans_their_dry_runs_show() {
+    let world = World::new().await;
+    assert_eq!(
+        agree(&world, &["adopt", "shop"]).await,
+        ["adopt", "schema_reference", "record"],
+        "adopting writes the identity and the first schema reference"
+    );
+    // Adopting again changes nothing, and never takes drift in as the reference.
+    assert_eq!(
+        agree(&world, &["adopt", "shop"]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        agree(&world, &["drift", "accept", "shop"]).await,
+        Vec::<String>::new(),
+        "nothing drifted: nothing to accept"
+    );
+    let mut conn = world.db.connect().await;
+    sqlx::raw_sql("create table added_by_hand (id int)")
+        .execute(&mut conn)
+        .await
+        .expect("change the schema by hand");
+    let (shown, _) = dry_run(&world, &["drift", "accept", "shop"]);
+    assert_eq!(shown.steps, ["schema_reference", "record"]);
+    assert_eq!(
+        agree(&world, &["adopt", "shop"]).await,
+        Vec::<String>::new(),
+        "adopting again leaves the reference, and the drift, alone"
+    );
+    assert_eq!(
+        agree(&world, &["drift", "accept", "shop"]).await,
+        ["schema_reference", "record"]
+    );
+    let detail: String = sqlx::query_scalar(
+        "select detail from steward_events where step = 'drift' and outcome = 'completed' order by id desc limit 1",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("the acceptance is recorded");
+    assert!(detail.contains("added_by_hand"), "{detail}");
+    assert_exit(&world.steward(&["drift", "shop"]), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopting_under_a_pinned_identity_a_database_never_adopted_is_refused_before_writing() {
+    let world = World::new().await;
+    let manifest = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("read the manifest");
+    std::fs::write(
+        &manifest,
+        text.replacen(
+            "    schemaVersion:",
+            "    identity: 7d1c0a8e-3f52-4a8e-9b1e-2f3c4d5e6f70\n    schemaVersion:",
+            1,
+        ),
+    )
+    .expect("pin an identity");
+    let dry = world.steward(&["adopt", "shop", "--dry-run"]);
+    let real = world.steward(&["adopt", "shop"]);
+    assert_exit(&dry, 3);
+    assert_exit(&real, 3);
+    assert_eq!(stderr(&dry), stderr(&real));
+    assert!(
+        stderr(&real).contains("this database was never adopted"),
+        "{}",
+        stderr(&real)
+    );
+    let mut conn = world.db.connect().await;
+    let written: bool = sqlx::query_scalar("select to_regclass('steward_identity') is not null")
+        .fetch_one(&mut conn)
+        .await
+        .expect("look for the identity table");
+    assert!(!written, "a refused adopt writes no identity");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_on_another_clients_database_is_refused_alike_before_anything_is_written() {
     let world = World::new().await;
     let mut conn = world.db.connect().await;
@@ -181,6 +257,8 @@ async fn a_request_on_another_clients_database_is_refused_alike_before_anything_
     .expect("seed another client's identity");
     for args in [
         &["backup", "shop"][..],
+        &["adopt", "shop"],
+        &["drift", "accept", "shop"],
         &["migrate", "shop"],
         &["restore", "shop", "--backup", "latest", "--yes"],
     ] {

@@ -1,5 +1,5 @@
 //! An operator's request (`backup`, `restore`, `repair`, `retry`, `pause`, `unpause`,
-//! `rollback --code`) as a plan run by the one executor: observe what the request acts
+//! `rollback --code`, `migrate`, `adopt`, `drift accept`) as a plan run by the one executor: observe what the request acts
 //! on, plan it (`plan::request`), and run the steps with the same guards, intent and
 //! outcome records and undo as a converge. A dry run is the same look and the same plan,
 //! read-only, so the two cannot disagree.
@@ -135,6 +135,8 @@ async fn look(
     let policy = RequestPolicy {
         backup_first: client.config.policy.backup == BackupPolicy::Required,
         destructive_allowed: client.config.policy.destructive == DestructivePolicy::Allow,
+        take_over_promotion: client.config.policy.take_over_promotion,
+        pinned: client.config.database.identity,
     };
     let mut seen = RequestObserved::default();
     if let Some(conn) = conn {
@@ -142,7 +144,34 @@ async fn look(
         seen.identity = Some(state.identity.clone());
         seen.current = state.current.clone();
         seen.failure = failure;
+        seen.has_reference = state.has_reference;
+        seen.production_recorded = !state.promoted.is_empty();
+        seen.drift = crate::plan::drift::changes(state.drift.as_ref())
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         match request {
+            Request::Adopt {
+                baseline: Some(version),
+                ..
+            } => {
+                match postgres::baseline::check(conn, name, &fleet.catalog, &state.rows, version)
+                    .await
+                {
+                    Ok(checked) => {
+                        seen.baseline = Some(request::BaselineRun {
+                            version: checked.version,
+                            confirmed: checked.confirmed.len(),
+                            kept: checked.kept,
+                            record: checked.record,
+                        })
+                    }
+                    Err(err) if err.is_refusal() => seen.refusals.push(Block::Baseline {
+                        reason: without_client(name, &err),
+                    }),
+                    Err(err) => return Err(err.into()),
+                }
+            }
             Request::Repair { version, mark } => {
                 let status = match mark {
                     RowMark::Applied => Status::Applied,
@@ -230,14 +259,22 @@ async fn look(
                     vercel,
                 });
             }
-            Request::Backup
+            Request::Adopt { baseline: None, .. }
+            | Request::DriftAccept
+            | Request::Backup
             | Request::Retry
             | Request::Pause
             | Request::Unpause
             | Request::RollbackCode { .. } => {}
         }
     }
-    let vercel = link(fleet, client, request, &mut seen).await?;
+    let vercel = match request {
+        Request::Adopt {
+            take_over_promotion,
+            ..
+        } => promotion(fleet, client, *take_over_promotion, &mut seen).await?,
+        _ => link(fleet, client, request, &mut seen).await?,
+    };
     Ok(Looked {
         plan: request::plan(name, request, &seen, policy),
         database_url,
@@ -279,6 +316,47 @@ async fn link(
     Ok(Some((api, project)))
 }
 
+/// `adopt`'s look at the project's promotion setting and production, from one read. A
+/// Vercel that cannot be reached, or is not configured here (no token in this
+/// environment), does not stop adopting the database: the plan says so, and the first
+/// converge plan checks it again. Taking promotion over needs it.
+async fn promotion(
+    fleet: &Fleet,
+    client: &Client,
+    take_over: bool,
+    seen: &mut RequestObserved,
+) -> Result<Option<(VercelClient, vercel::Project)>, ApplyError> {
+    let name = &client.config.name;
+    let looked = match observe::vercel_client(fleet) {
+        Ok(api) => {
+            let api = api.for_client(name);
+            vercel::observe(&api, &client.config.code.project)
+                .await
+                .map(|observation| (api, observation))
+                .map_err(ApplyError::vercel(name))
+        }
+        Err(err) => Err(err),
+    };
+    match looked {
+        Ok((api, observation)) => {
+            seen.auto_promote = Some(observation.code.auto_promote);
+            seen.project = Some(observation.project.name.clone());
+            seen.production = observation.code.production.map(|d| d.id);
+            Ok(Some((api, observation.project)))
+        }
+        Err(err) if take_over => Err(ApplyError::Refused {
+            client: name.clone(),
+            message: format!("cannot take over promotion: the project could not be read: {err}"),
+        }),
+        Err(err) => {
+            seen.notes.push(format!(
+                "the project's promotion setting could not be read ({err}); `steward plan {name}` checks it"
+            ));
+            Ok(None)
+        }
+    }
+}
+
 /// What the fleet's webhooks and the client hear about a request's run: a change by hand
 /// to what serves (pause, unpause, restore, rollback) on the `rollback` event, as before;
 /// a failure, and the undo it caused, as the daemon's are told.
@@ -290,11 +368,20 @@ pub fn announce(
 ) -> Vec<Message> {
     match outcome {
         Ok(Outcome::Applied { plan, .. }) => {
-            let (icon, what) = match plan.command.as_str() {
-                "pause" => ("⏸️", "traffic paused"),
-                "unpause" => ("▶️", "traffic let through again"),
-                "restore" => ("↩️", "database restored"),
-                "rollback" => ("↩️", "production rolled back"),
+            // What changes what serves is told on `rollback`; what changes what steward
+            // trusts about the database (its identity, its schema reference) on
+            // `afterUpdate`.
+            let (event, icon, what) = match plan.command.as_str() {
+                "pause" => (NotifyEvent::Rollback, "⏸️", "traffic paused"),
+                "unpause" => (NotifyEvent::Rollback, "▶️", "traffic let through again"),
+                "restore" => (NotifyEvent::Rollback, "↩️", "database restored"),
+                "rollback" => (NotifyEvent::Rollback, "↩️", "production rolled back"),
+                "adopt" => (NotifyEvent::AfterUpdate, "📌", "database adopted"),
+                "drift" => (
+                    NotifyEvent::AfterUpdate,
+                    "📐",
+                    "live schema accepted as the reference",
+                ),
                 _ => return Vec::new(),
             };
             let steps: Vec<String> = plan
@@ -304,7 +391,7 @@ pub fn announce(
                 .map(ToString::to_string)
                 .collect();
             vec![Message::manual(
-                NotifyEvent::Rollback,
+                event,
                 plan_client,
                 format!(
                     "steward: {icon} `{plan_client}` {what} by hand by {actor}: {}",

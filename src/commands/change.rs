@@ -47,6 +47,13 @@ pub async fn run_locked(
     runner.lock_timeout = lock_timeout;
     runner.revision = fleet_revision(fleet);
     runner.on_step = Some(Progress::lines(printer.color()).on_step());
+    // What the plan says of itself (a baseline's count, a backup taken first) is said
+    // before its first step changes anything.
+    runner.on_start = Some(std::sync::Arc::new(|plan: &Plan| {
+        for note in &plan.notes {
+            Printer::plain().out(format!("{}: {note}", plan.client));
+        }
+    }));
     let outcome = apply::request::execute(&runner, fleet, client, &request).await;
     let notifier = notifier(fleet);
     for message in apply::request::announce(

@@ -3,20 +3,18 @@
 //! schema version. `steward drift accept CLIENT`: record the live schema as the reference.
 //! Exit 0 when nothing differs, 2 when something does.
 
-use std::time::Duration;
-
 use anyhow::Result;
 use futures::StreamExt as _;
 use serde_json::json;
 
-use super::support::{actor, database_url, fleet_revision, load_client, pg};
-use crate::apply::record::{self, Event, EventKind};
-use crate::cli::{ClientArgs, DriftAction, DriftArgs, FleetArgs, OutputFormat};
+use super::support::{database_url, load_client, pg};
+use crate::cli::{ChangeArgs, ClientArgs, DriftAction, DriftArgs, FleetArgs, OutputFormat};
 use crate::exit::Exit;
 use crate::manifest::Fleet;
 use crate::output::Printer;
 use crate::plan::drift::{self, VersionGroup};
-use crate::postgres::{self, Actor, Session, drift::Reason};
+use crate::plan::request::Request;
+use crate::postgres;
 
 /// Databases looked at at once by `drift --fleet`.
 const CONCURRENCY: usize = 8;
@@ -80,72 +78,18 @@ async fn one(args: ClientArgs, format: OutputFormat, printer: &Printer) -> Resul
     })
 }
 
-/// Record the live schema as the reference, under the client's lock, with an update
-/// record naming who accepted what.
-async fn accept(args: ClientArgs, printer: &Printer) -> Result<Exit> {
-    let (fleet, client) = load_client(&args)?;
-    let name = &client.config.name;
-    let url = database_url(&client)?;
-    let mut session = Session::open(
-        name,
-        &url,
-        client.config.database.identity,
-        Duration::from_secs(30),
-        false,
+/// Record the live schema as the reference: a plan whose one step's guard checks that the
+/// drift is still exactly what was shown, recorded with who accepted what.
+async fn accept(args: ChangeArgs, printer: &Printer) -> Result<Exit> {
+    let (fleet, client) = load_client(&args.target)?;
+    super::change::run(
+        &fleet,
+        &client,
+        Request::DriftAccept,
+        &args.preview,
+        printer,
     )
     .await
-    .map_err(pg)?;
-    let result = accept_on(&mut session, &fleet, &client.config.database).await;
-    session.close().await;
-    let accepted = result?;
-    printer.out(if accepted.is_empty() {
-        format!("{name}: the live schema is now the reference (it matched, or none was recorded)")
-    } else {
-        format!(
-            "{name}: the live schema is now the reference; accepted: {}",
-            accepted.join("; ")
-        )
-    });
-    Ok(Exit::Success)
-}
-
-async fn accept_on(
-    session: &mut Session,
-    fleet: &Fleet,
-    database: &crate::manifest::DatabaseConfig,
-) -> Result<Vec<String>> {
-    let name = session.client().to_owned();
-    let (state, _) = postgres::observe_on(session.connection(), &name, database)
-        .await
-        .map_err(pg)?;
-    let accepted: Vec<String> = drift::changes(state.drift.as_ref())
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let who = actor();
-    let revision = fleet_revision(fleet);
-    let act = Actor {
-        name: &who,
-        revision: revision.as_deref(),
-    };
-    session
-        .record_schema(state.current.as_ref(), Reason::Accept, act)
-        .await
-        .map_err(pg)?;
-    record::ensure_table(session.connection()).await?;
-    let mut event = Event::new(&name, "drift", EventKind::Manual, &who);
-    event.fleet_revision = revision.clone();
-    event.versions = state.current.iter().map(ToString::to_string).collect();
-    event.detail = Some(if accepted.is_empty() {
-        "recorded the live schema as the reference".to_owned()
-    } else {
-        format!(
-            "accepted schema drift as the reference: {}",
-            accepted.join("; ")
-        )
-    });
-    record::append(session.connection(), &event).await?;
-    Ok(accepted)
 }
 
 /// Every client, grouped by schema version; within a version, the clients whose schema

@@ -289,6 +289,9 @@ pub enum Block {
     Backup { reason: String },
     /// `repair` may not touch this row (see `postgres::repair`).
     Repair { reason: String },
+    /// `adopt --baseline` would record versions the database does not show (see
+    /// `postgres::baseline`).
+    Baseline { reason: String },
     /// `rollback --code` has nowhere to go.
     NoPreviousDeployment { client: String },
     /// `migrate` refused by the run's own judge (`postgres::path`): unfinished or edited
@@ -364,9 +367,10 @@ impl fmt::Display for Block {
                 millis(*held_ms),
                 millis(*limit_ms)
             ),
-            Block::Backup { reason } | Block::Repair { reason } | Block::Run { reason } => {
-                f.write_str(reason)
-            }
+            Block::Backup { reason }
+            | Block::Repair { reason }
+            | Block::Baseline { reason }
+            | Block::Run { reason } => f.write_str(reason),
             Block::NoPreviousDeployment { client } => write!(
                 f,
                 "client {client}: no previous production deployment is known; pass --to DEPLOYMENT"

@@ -1,5 +1,6 @@
 //! Plans for an operator's requests: `backup`, `restore [--pause-traffic]`, `repair`,
-//! `retry`, `pause`, `unpause`, `rollback --code`. Each request is turned into the same
+//! `retry`, `pause`, `unpause`, `rollback --code`, `migrate`, `adopt [--baseline]`,
+//! `drift accept`. Each request is turned into the same
 //! `Plan` a converge makes — steps with their guards and undos, blocks that refuse it —
 //! so `--dry-run` shows exactly what the executor will run, and refuses alike. Pure: what
 //! was observed comes in, the plan goes out.
@@ -31,6 +32,13 @@ pub enum Request {
     RollbackCode { to: Option<String> },
     /// `steward migrate [--to V]`: up or down to `to`.
     Migrate { to: Version },
+    /// `steward adopt [--baseline V] [--take-over-promotion]`.
+    Adopt {
+        baseline: Option<Version>,
+        take_over_promotion: bool,
+    },
+    /// `steward drift accept`.
+    DriftAccept,
 }
 
 impl Request {
@@ -45,6 +53,8 @@ impl Request {
             Request::Unpause => "unpause",
             Request::RollbackCode { .. } => "rollback",
             Request::Migrate { .. } => "migrate",
+            Request::Adopt { .. } => "adopt",
+            Request::DriftAccept => "drift",
         }
     }
 
@@ -58,14 +68,21 @@ impl Request {
         )
     }
 
-    /// Whether the request acts on the client's Vercel project.
+    /// Whether the request acts on the client's Vercel project. `adopt` reads it too,
+    /// for its promotion setting, but only needs it to take promotion over.
     pub fn uses_vercel(&self) -> bool {
         match self {
             Request::Pause | Request::Unpause | Request::RollbackCode { .. } => true,
             Request::Restore { pause_traffic, .. } => *pause_traffic,
-            Request::Backup | Request::Repair { .. } | Request::Retry | Request::Migrate { .. } => {
-                false
-            }
+            Request::Adopt {
+                take_over_promotion,
+                ..
+            } => *take_over_promotion,
+            Request::Backup
+            | Request::Repair { .. }
+            | Request::Retry
+            | Request::Migrate { .. }
+            | Request::DriftAccept => false,
         }
     }
 }
@@ -109,6 +126,19 @@ pub struct RequestObserved {
     pub failure: Option<Failure>,
     /// The migration run `migrate` would make, when the rows allow one.
     pub run: Option<MigrationRun>,
+    /// What `adopt --baseline` would record, once the rows and verify files allow it.
+    pub baseline: Option<BaselineRun>,
+    /// Whether the project auto-assigns its production domains; `None` when it could
+    /// not be read (said in `notes`).
+    pub auto_promote: Option<bool>,
+    /// Whether steward has a production deployment on record (what it answers for).
+    pub production_recorded: bool,
+    /// Whether a schema reference was ever recorded.
+    pub has_reference: bool,
+    /// How the live schema differs from the reference, in words.
+    pub drift: Vec<String>,
+    /// Said in the plan: what was found while looking that the operator should know.
+    pub notes: Vec<String>,
     /// Refusals found while reading what the request acts on (a backup that is another
     /// client's or was altered, a row repair may not touch, a migration run refused).
     pub refusals: Vec<Block>,
@@ -124,6 +154,15 @@ pub struct MigrationRun {
     pub destructive: Vec<(Version, String)>,
 }
 
+/// What one `adopt --baseline` records, judged by `postgres::baseline`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaselineRun {
+    pub version: Version,
+    pub record: Vec<Version>,
+    pub confirmed: usize,
+    pub kept: usize,
+}
+
 /// What the manifest's policy says about a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RequestPolicy {
@@ -131,6 +170,10 @@ pub struct RequestPolicy {
     pub backup_first: bool,
     /// `policy.destructive: allow`.
     pub destructive_allowed: bool,
+    /// `policy.takeOverPromotion`: an auto-promoting project is taken over, not refused.
+    pub take_over_promotion: bool,
+    /// `spec.database.identity`: the identity the manifest pins, if it does.
+    pub pinned: Option<uuid::Uuid>,
 }
 
 /// Plan one request. The steps end with `record` when there is anything to do; notes say
@@ -141,14 +184,26 @@ pub fn plan(
     observed: &RequestObserved,
     policy: RequestPolicy,
 ) -> Plan {
-    let mut blocks: Vec<Block> = observed
-        .identity
-        .as_ref()
-        .and_then(|identity| identity_block(client, identity))
-        .into_iter()
-        .collect();
+    let mut blocks: Vec<Block> = match (request, &observed.identity) {
+        // Adopting is what a database that is not adopted needs; one that is another
+        // client's, or not the one the manifest pins, is still refused.
+        (Request::Adopt { .. }, Some(IdentityObserved::NotAdopted)) => policy
+            .pinned
+            .map(|pinned| Block::Identity {
+                reason: format!(
+                    "the manifest pins identity {pinned}, but this database was never adopted, so it is not the database the pin names; remove spec.database.identity to adopt it as a new one"
+                ),
+            })
+            .into_iter()
+            .collect(),
+        (_, identity) => identity
+            .as_ref()
+            .and_then(|identity| identity_block(client, identity))
+            .into_iter()
+            .collect(),
+    };
     blocks.extend(observed.refusals.iter().cloned());
-    let mut notes = Vec::new();
+    let mut notes = observed.notes.clone();
     let project = observed.project.clone().unwrap_or_default();
     let mut lint = Vec::new();
     let mut steps = match request {
@@ -191,6 +246,78 @@ pub fn plan(
                 steps
             }
         },
+        Request::Adopt {
+            take_over_promotion,
+            ..
+        } => {
+            let mut steps = Vec::new();
+            // First, as in a converge: from here on a push cannot go live by itself.
+            match observed.auto_promote {
+                Some(true) if *take_over_promotion => steps.push(Step::TakeOverPromotion {
+                    production: observed
+                        .production
+                        .clone()
+                        .filter(|_| !observed.production_recorded),
+                }),
+                Some(true) if !policy.take_over_promotion => blocks.push(Block::AutoPromotion {
+                    client: client.to_owned(),
+                }),
+                Some(true) => notes.push(
+                    "the project auto-assigns its production domains; the first plan turns that off (policy.takeOverPromotion)".to_owned(),
+                ),
+                Some(false) if *take_over_promotion => notes.push(
+                    "auto-assignment of production domains is already off: steward promotes".to_owned(),
+                ),
+                _ => {}
+            }
+            match &observed.identity {
+                Some(IdentityObserved::NotAdopted) => steps.push(Step::Adopt),
+                Some(IdentityObserved::Matches) => {
+                    notes.push("the database is already adopted by this client".to_owned())
+                }
+                _ => {}
+            }
+            if let Some(baseline) = &observed.baseline {
+                if baseline.record.is_empty() {
+                    notes.push(format!(
+                        "baseline {}: every version up to it is already recorded",
+                        baseline.version
+                    ));
+                } else {
+                    notes.push(format!(
+                        "baseline {}: {} version(s) will be recorded as applied ({} confirmed by their .verify.sql, {} without one, taken as applied on your word), {} already recorded and kept",
+                        baseline.version,
+                        baseline.record.len(),
+                        baseline.confirmed,
+                        baseline.record.len() - baseline.confirmed,
+                        baseline.kept
+                    ));
+                    steps.push(Step::Baseline {
+                        version: baseline.version.clone(),
+                        record: baseline.record.clone(),
+                        confirmed: baseline.confirmed,
+                        kept: baseline.kept,
+                    });
+                }
+            }
+            // The schema as adopted is what drift is measured against from now on; a
+            // reference already recorded is kept, so adopting again never accepts drift.
+            if !observed.has_reference {
+                steps.push(Step::SchemaReference {
+                    version: observed.current.clone(),
+                    accepted: Vec::new(),
+                });
+            }
+            steps
+        }
+        Request::DriftAccept if observed.has_reference && observed.drift.is_empty() => {
+            notes.push("the live schema matches the reference; nothing to accept".to_owned());
+            Vec::new()
+        }
+        Request::DriftAccept => vec![Step::SchemaReference {
+            version: observed.current.clone(),
+            accepted: observed.drift.clone(),
+        }],
         Request::Backup => vec![Step::Backup {
             version: observed.current.clone(),
         }],
@@ -435,7 +562,7 @@ mod tests {
         };
         let policy = RequestPolicy {
             backup_first: true,
-            destructive_allowed: false,
+            ..RequestPolicy::default()
         };
         let refused = plan("shop", &request, &observed, policy);
         assert_eq!(kinds(&refused), ["backup", "migrate_up", "record"]);

@@ -94,6 +94,25 @@ pub enum Step {
     /// Clear the Failed state so the same release may run again (`steward retry`).
     #[serde(rename = "retry")]
     ClearFailure { plan_hash: String, step: String },
+    /// Mark the database as this client's (`steward adopt`): write `steward_identity`.
+    Adopt,
+    /// Record versions up to `version` as applied on a database migrated by hand
+    /// (`steward adopt --baseline`), every `.verify.sql` up to it having passed.
+    Baseline {
+        version: Version,
+        /// The versions recorded, each with its checksum.
+        record: Vec<Version>,
+        /// Of `record`, how many a `.verify.sql` confirmed.
+        confirmed: usize,
+        /// Versions up to the baseline already recorded, kept as they are.
+        kept: usize,
+    },
+    /// Record the live schema as the reference drift is measured against: once at
+    /// `adopt`, or by `steward drift accept` after a person reviewed `accepted`.
+    SchemaReference {
+        version: Option<Version>,
+        accepted: Vec<String>,
+    },
 }
 
 fn as_duration<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -166,6 +185,16 @@ pub enum Guard {
     RowUnfinished {
         version: Version,
     },
+    /// The database is not adopted, by this client or any other.
+    NotAdopted,
+    /// The rows and every `.verify.sql` up to the baseline still say what was planned.
+    BaselineHolds {
+        version: Version,
+    },
+    /// The live schema still differs from the reference by exactly what was shown.
+    DriftIs {
+        changes: Vec<String>,
+    },
 }
 
 /// What undoes a step, recorded before the step runs.
@@ -193,6 +222,8 @@ pub enum Undo {
     AbortRollout { previous: Option<String> },
     /// Turn the project's auto-assignment of production domains back on.
     RestoreAutoPromotion,
+    /// Remove the identity this run wrote: the database is not adopted again.
+    ForgetIdentity,
 }
 
 impl Step {
@@ -231,6 +262,13 @@ impl Step {
                 deployment: from.clone(),
             },
             Step::ClearFailure { .. } => Guard::None,
+            Step::Adopt => Guard::NotAdopted,
+            Step::Baseline { version, .. } => Guard::BaselineHolds {
+                version: version.clone(),
+            },
+            Step::SchemaReference { accepted, .. } => Guard::DriftIs {
+                changes: accepted.clone(),
+            },
         }
     }
 
@@ -256,6 +294,7 @@ impl Step {
             },
             Step::Pause { .. } => Undo::Unpause,
             Step::Unpause { .. } => Undo::Pause,
+            Step::Adopt => Undo::ForgetIdentity,
             // Checks change nothing; a backup on disk and a build that never served are
             // harmless to leave; the record is the history itself.
             Step::Preflight
@@ -270,6 +309,11 @@ impl Step {
             // and what it replaced was the operator's to keep: `steward backup` first.
             // A repair and a retry only say what happened; their record is the history.
             Step::Restore { .. } | Step::Repair { .. } | Step::ClearFailure { .. } => Undo::Nothing,
+            // A baseline is written in one transaction (a failed one recorded nothing) and
+            // only states what its `.verify.sql` files showed; a schema reference records
+            // what is live. Both are true whatever fails after them, and are the last
+            // writes of their plans.
+            Step::Baseline { .. } | Step::SchemaReference { .. } => Undo::Nothing,
         }
     }
 
@@ -298,6 +342,9 @@ impl Step {
             Step::Repair { .. } => "repair",
             Step::CodeRollback { .. } => "rollback",
             Step::ClearFailure { .. } => "retry",
+            Step::Adopt => "adopt",
+            Step::Baseline { .. } => "baseline",
+            Step::SchemaReference { .. } => "schema_reference",
         }
     }
 
@@ -470,6 +517,37 @@ impl fmt::Display for Step {
                 f,
                 "retry: clear the Failed state (plan {plan_hash} failed at {step})"
             ),
+            Step::Adopt => f.write_str(
+                "adopt: write steward_identity, marking the database as this client's",
+            ),
+            Step::Baseline {
+                version,
+                record,
+                confirmed,
+                kept,
+            } => write!(
+                f,
+                "baseline {version}: record {} as applied ({confirmed} shown by .verify.sql, {} on your word; {kept} kept)",
+                crate::migrations::summarize(record),
+                record.len() - confirmed
+            ),
+            Step::SchemaReference { version, accepted } => {
+                let at = version
+                    .as_ref()
+                    .map_or("(no version)".to_owned(), ToString::to_string);
+                if accepted.is_empty() {
+                    write!(
+                        f,
+                        "schema reference: record the live schema at {at} as the one drift is measured against"
+                    )
+                } else {
+                    write!(
+                        f,
+                        "schema reference: accept the drift as the reference at {at}: {}",
+                        accepted.join("; ")
+                    )
+                }
+            }
         }
     }
 }

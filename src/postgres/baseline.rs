@@ -8,6 +8,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use sqlx::PgConnection;
+
 use super::PgError;
 use super::lock::Session;
 use super::migrate::Actor;
@@ -84,20 +86,6 @@ pub struct Baseline {
     pub kept: usize,
 }
 
-impl fmt::Display for Baseline {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let unconfirmed = self.record.len() - self.confirmed.len();
-        write!(
-            f,
-            "baseline {}: {} version(s) will be recorded as applied ({} confirmed by their .verify.sql, {unconfirmed} without one, taken as applied on your word), {} already recorded and kept",
-            self.version,
-            self.record.len(),
-            self.confirmed.len(),
-            self.kept
-        )
-    }
-}
-
 /// The migrations a baseline at `baseline` records, or why the rows refuse it. Pure.
 pub fn check_rows<'c>(
     catalog: &'c Catalog,
@@ -148,65 +136,66 @@ pub fn check_rows<'c>(
     Ok(up_to)
 }
 
-impl Session {
-    /// Check a baseline against the rows and every `.verify.sql` up to it (each run in a
-    /// read-only transaction that is rolled back). Writes nothing.
-    pub async fn check_baseline(
-        &mut self,
-        catalog: &Catalog,
-        baseline: &Version,
-    ) -> Result<Baseline, PgError> {
-        let refused = |client: &str, refusal| PgError::Baseline {
-            client: client.to_owned(),
-            refusal,
-        };
-        let rows = self.latest_rows().await?;
-        let up_to = check_rows(catalog, &rows, baseline).map_err(|r| refused(&self.client, r))?;
-        let mut failures = Vec::new();
-        let mut passed = Vec::new();
-        for m in &up_to {
-            let Some(verify) = &m.verify else { continue };
-            match self.verify_read_only(m, verify).await? {
-                None => passed.push(m.version.clone()),
-                Some(failure) => failures.push(failure),
-            }
+/// Check a baseline against the rows (`latest_rows`) and every `.verify.sql` up to it,
+/// each run in a read-only transaction that is rolled back. Writes nothing: the plan of
+/// `adopt --baseline` (its dry run too) and the step's guard both judge with it.
+pub async fn check(
+    conn: &mut PgConnection,
+    client: &str,
+    catalog: &Catalog,
+    rows: &[Row],
+    baseline: &Version,
+) -> Result<Baseline, PgError> {
+    let refused = |refusal| PgError::Baseline {
+        client: client.to_owned(),
+        refusal,
+    };
+    let up_to = check_rows(catalog, rows, baseline).map_err(refused)?;
+    let mut failures = Vec::new();
+    let mut passed = Vec::new();
+    for m in &up_to {
+        let Some(verify) = &m.verify else { continue };
+        match verify_read_only(conn, client, m, verify).await? {
+            None => passed.push(m.version.clone()),
+            Some(failure) => failures.push(failure),
         }
-        if !failures.is_empty() {
-            return Err(refused(
-                &self.client,
-                BaselineRefusal::VerifyFailed {
-                    baseline: baseline.clone(),
-                    failures,
-                },
-            ));
-        }
-        let recorded = |m: &&&Migration| {
-            rows.iter()
-                .any(|r| r.version == m.version && r.checksum.is_some())
-        };
-        let record: Vec<Version> = up_to
-            .iter()
-            .filter(|m| !recorded(m))
-            .map(|m| m.version.clone())
-            .collect();
-        Ok(Baseline {
-            version: baseline.clone(),
-            confirmed: passed.into_iter().filter(|v| record.contains(v)).collect(),
-            kept: up_to.len() - record.len(),
-            record,
-        })
     }
+    if !failures.is_empty() {
+        return Err(refused(BaselineRefusal::VerifyFailed {
+            baseline: baseline.clone(),
+            failures,
+        }));
+    }
+    let recorded = |m: &&&Migration| {
+        rows.iter()
+            .any(|r| r.version == m.version && r.checksum.is_some())
+    };
+    let record: Vec<Version> = up_to
+        .iter()
+        .filter(|m| !recorded(m))
+        .map(|m| m.version.clone())
+        .collect();
+    Ok(Baseline {
+        version: baseline.clone(),
+        confirmed: passed.into_iter().filter(|v| record.contains(v)).collect(),
+        kept: up_to.len() - record.len(),
+        record,
+    })
+}
 
-    /// Record what [`Session::check_baseline`] found, each version with its checksum, so
-    /// later runs can tell when its file is edited.
+impl Session {
+    /// Record what [`check`] found, each version with its checksum (so later runs can
+    /// tell when its file is edited), in one transaction: all of it or none.
     pub async fn record_baseline(
         &mut self,
         catalog: &Catalog,
         baseline: &Baseline,
         actor: Actor<'_>,
     ) -> Result<(), PgError> {
+        self.exec("BEGIN").await?;
+        let mut result = Ok(());
         for m in baseline.record.iter().filter_map(|v| catalog.get(v)) {
-            versions::insert(
+            result = versions::insert(
                 &mut self.conn,
                 &self.client,
                 NewRow {
@@ -219,37 +208,54 @@ impl Session {
                     revision: actor.revision,
                 },
             )
-            .await?;
+            .await;
+            if result.is_err() {
+                break;
+            }
         }
-        Ok(())
-    }
-
-    /// Run one verify file in a read-only transaction that is rolled back: a verify file
-    /// only reads, and a baseline check must not write even if one tries.
-    async fn verify_read_only(
-        &mut self,
-        m: &Migration,
-        verify: &crate::migrations::Script,
-    ) -> Result<Option<VerifyFailure>, PgError> {
-        self.exec("BEGIN READ ONLY").await?;
-        let result = run_verify_file(&mut self.conn, &self.client, m, verify).await;
-        self.exec("ROLLBACK").await?;
         match result {
-            Ok(()) => Ok(None),
-            Err(PgError::Migration {
-                version,
-                file,
-                line,
-                message,
-                ..
-            }) => Ok(Some(VerifyFailure {
-                version,
-                file,
-                line,
-                reason: message,
-            })),
-            Err(other) => Err(other),
+            Ok(()) => self.exec("COMMIT").await,
+            Err(err) => {
+                let _ = self.exec("ROLLBACK").await;
+                Err(err)
+            }
         }
+    }
+}
+
+/// Run one verify file in a read-only transaction that is rolled back: a verify file
+/// only reads, and a baseline check must not write even if one tries.
+async fn verify_read_only(
+    conn: &mut PgConnection,
+    client: &str,
+    m: &Migration,
+    verify: &crate::migrations::Script,
+) -> Result<Option<VerifyFailure>, PgError> {
+    let exec = |sql: &'static str| sqlx::raw_sql(sql);
+    exec("BEGIN READ ONLY")
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query(client, "BEGIN READ ONLY"))?;
+    let result = run_verify_file(conn, client, m, verify).await;
+    exec("ROLLBACK")
+        .execute(&mut *conn)
+        .await
+        .map_err(PgError::query(client, "ROLLBACK"))?;
+    match result {
+        Ok(()) => Ok(None),
+        Err(PgError::Migration {
+            version,
+            file,
+            line,
+            message,
+            ..
+        }) => Ok(Some(VerifyFailure {
+            version,
+            file,
+            line,
+            reason: message,
+        })),
+        Err(other) => Err(other),
     }
 }
 

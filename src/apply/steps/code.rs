@@ -107,9 +107,15 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                 from.as_deref().unwrap_or("(none)")
             ));
         }
-        Step::TakeOverPromotion { .. } => {
+        Step::TakeOverPromotion { production } => {
             let link = ctx.link()?;
             vercel::set_auto_promote(link.api, &link.project.id, false).await?;
+            scratch.said.push(format!(
+                "promotion taken over: auto-assignment of production domains turned off (undo: turn it back on, autoAssignCustomDomains: true); a push to the production branch now builds staged, and steward promotes{}",
+                production
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(" (production now: {d})"))
+            ));
         }
         Step::Preflight
         | Step::Backup { .. }
@@ -121,6 +127,9 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         | Step::Repair { .. }
         | Step::ClearFailure { .. }
         | Step::Rollout { .. }
+        | Step::Adopt
+        | Step::Baseline { .. }
+        | Step::SchemaReference { .. }
         | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
     }
     Ok(())
@@ -214,7 +223,8 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         | Undo::MigrateDownTo { .. }
         | Undo::MigrateUpTo { .. }
         | Undo::RestoreTakenBackup
-        | Undo::AbortRollout { .. } => unreachable!("not a Vercel undo"),
+        | Undo::AbortRollout { .. }
+        | Undo::ForgetIdentity => unreachable!("not a Vercel undo"),
     }
     Ok(())
 }

@@ -117,6 +117,9 @@ pub async fn run(
         | Step::ClearFailure { .. }
         | Step::Rollout { .. }
         | Step::TakeOverPromotion { .. }
+        | Step::Adopt
+        | Step::Baseline { .. }
+        | Step::SchemaReference { .. }
         | Step::Record => unreachable!("{} is not a database step", step.kind()),
     }
     Ok(())
@@ -165,7 +168,8 @@ pub async fn undo(
         | Undo::Pause
         | Undo::Unpause
         | Undo::AbortRollout { .. }
-        | Undo::RestoreAutoPromotion => unreachable!("not a database undo"),
+        | Undo::RestoreAutoPromotion
+        | Undo::ForgetIdentity => unreachable!("not a database undo"),
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`execute.rs`) decides what each class means for the run; this module only says which
 //! class an error is. One file per step family.
 
+mod adoption;
 mod code;
 mod database;
 mod records;
@@ -174,6 +175,8 @@ pub struct Scratch {
     pub undone: Vec<String>,
     /// A rollout's judged stages, in order.
     pub rollout: Vec<rollout::StageVerdict>,
+    /// The identity an `adopt` step wrote (what its undo removes).
+    pub adopted: Option<uuid::Uuid>,
 }
 
 /// The client's Vercel project, as a step acts on it.
@@ -359,6 +362,9 @@ pub async fn check_guard(ctx: &Ctx<'_>, step: &Step, db: &mut Db) -> Result<(), 
                 )))
             }
         }
+        Guard::NotAdopted => adoption::check_not_adopted(ctx, db.session()?).await,
+        Guard::BaselineHolds { .. } => adoption::check_baseline(ctx, db.session()?, step).await,
+        Guard::DriftIs { changes } => adoption::check_drift(ctx, db.session()?, &changes).await,
     }
 }
 
@@ -392,6 +398,9 @@ pub async fn run_step(
         Step::Rollout { .. } => rollout::run(ctx, step, scratch).await,
         Step::Record => records::complete(ctx, db, scratch).await,
         Step::ClearFailure { .. } => records::clear_failure(ctx, db.session()?, scratch).await,
+        Step::Adopt | Step::Baseline { .. } | Step::SchemaReference { .. } => {
+            adoption::run(ctx, db.session()?, step, scratch).await
+        }
     }
 }
 
@@ -413,6 +422,7 @@ pub async fn undo(
         | Undo::Unpause
         | Undo::RestoreAutoPromotion => code::undo(ctx, action, scratch).await,
         Undo::AbortRollout { previous } => rollout::undo(ctx, previous.as_deref()).await,
+        Undo::ForgetIdentity => adoption::forget_identity(ctx, db.session()?, scratch).await,
     }
 }
 

@@ -40,6 +40,12 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
         Step::Rebake { deployment, .. } => e.deployment_id = Some(deployment.clone()),
         Step::CodeRollback { to, .. } => e.deployment_id = Some(to.clone()),
         Step::Repair { version, .. } => e.versions = vec![version.to_string()],
+        Step::Baseline { record, .. } => {
+            e.versions = record.iter().map(ToString::to_string).collect()
+        }
+        Step::SchemaReference { version, .. } => {
+            e.versions = version.iter().map(ToString::to_string).collect()
+        }
         Step::Restore { .. } => e.versions = scratch.undone.clone(),
         Step::Rollout { .. } => {
             e.deployment_id = scratch.deployment.as_ref().map(|d| d.id.clone());
@@ -58,6 +64,7 @@ pub fn describe(e: &mut Event, step: &Step, scratch: &Scratch) {
         | Step::Pause { .. }
         | Step::Unpause { .. }
         | Step::ClearFailure { .. }
+        | Step::Adopt
         | Step::Record => {}
     }
 }
