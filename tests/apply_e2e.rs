@@ -465,6 +465,96 @@ async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_referenc
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_that_cannot_put_a_rotated_value_back_says_so_in_the_record_status_and_notification()
+ {
+    const ROTATED: &str = "sk_live_ROTATED_9z8y7x6w5v4u";
+    let hook = common::hooks::Receiver::start(0).await;
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    world.write_fleet(
+        &common::repo_root().join("migrations"),
+        "  notify:\n    webhooks: [{url: {env: TEST_HOOK_URL}}]\n",
+    );
+    world.emulator.update_faults(|f| {
+        f.fail_shas.insert(SHA2.to_owned());
+    });
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    let manifest = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(
+        &manifest,
+        text.replace("{env: TEST_STRIPE_KEY,", "{env: TEST_STRIPE_KEY_V2,"),
+    )
+    .expect("write");
+    // The previous value's reference no longer resolves here: the undo cannot restore it.
+    let out = world
+        .command(&["apply", "shop", "--yes"])
+        .env("TEST_STRIPE_KEY_V2", ROTATED)
+        .env_remove("TEST_STRIPE_KEY")
+        .env("TEST_HOOK_URL", &hook.url)
+        .output()
+        .expect("apply");
+    world.assert_no_secret(&out);
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!said.contains(ROTATED), "the rotated value leaked");
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("undo failed: set_env"), "{said}");
+
+    let recorded = events(&world).await;
+    let undone = recorded
+        .iter()
+        .find(|(step, outcome, _)| step == "set_env" && outcome == "undone")
+        .unwrap_or_else(|| panic!("the set_env undo is recorded: {recorded:?}"));
+    assert!(
+        undone
+            .2
+            .as_deref()
+            .is_some_and(|e| e.contains("TEST_STRIPE_KEY")),
+        "the undo's record says it failed, and why: {undone:?}"
+    );
+    let run = recorded
+        .iter()
+        .rev()
+        .find(|(step, outcome, _)| {
+            step == "apply" && matches!(outcome.as_str(), "failed" | "rolled_back")
+        })
+        .expect("the run's outcome");
+    assert!(
+        run.2
+            .as_deref()
+            .is_some_and(|e| e.contains("undo failed: set_env")),
+        "{run:?}"
+    );
+
+    let status = world
+        .command(&["status", "shop"])
+        .env("TEST_STRIPE_KEY_V2", ROTATED)
+        .output()
+        .expect("status");
+    assert!(
+        stdout(&status).contains("Failed") && stdout(&status).contains("undo failed: set_env"),
+        "status flags the client for a person:\n{}",
+        stdout(&status)
+    );
+    let texts: Vec<String> = hook
+        .received()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.contains("undo incomplete") && t.contains("a person must look")),
+        "the operators are told the undo is incomplete: {texts:?}"
+    );
+    let bodies = serde_json::to_string(&hook.received()).expect("json");
+    assert!(
+        !bodies.contains(ROTATED) && !bodies.contains(STRIPE),
+        "a secret reached a webhook"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_applies_at_once_on_one_client_never_both_run_the_plan() {
     let world = World::new().await;
     let adopt = world.steward(&["adopt", "shop"]);

@@ -484,16 +484,19 @@ pub(super) async fn run_steps(ctx: &Ctx<'_>, db: &mut Db) -> Result<Outcome, App
                         EventKind::RolledBack
                     },
                 );
-                e.error = Some(message.clone());
                 e.detail = Some(step.kind().to_owned());
-                let kept: Vec<String> = decision
-                    .kept
-                    .iter()
-                    .map(|(k, why)| format!("kept {k}: {why}"))
-                    .collect();
-                if !kept.is_empty() {
-                    e.error = Some(format!("{message}; {}", kept.join("; ")));
-                }
+                // The run's record tells the truth about its undo: what was kept on
+                // purpose, and what could not be put back (which status and the Failed
+                // hold then show, for a person).
+                let mut said = vec![message.clone()];
+                said.extend(
+                    decision
+                        .kept
+                        .iter()
+                        .map(|(k, why)| format!("kept {k}: {why}")),
+                );
+                said.extend(undo_errors.iter().map(|e| format!("undo failed: {e}")));
+                e.error = Some(said.join("; "));
                 keep(write(db, &e).await, &mut record_errors);
                 return Ok(Outcome::Failed {
                     plan: plan.clone(),

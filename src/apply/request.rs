@@ -368,20 +368,14 @@ pub fn announce(
 ) -> Vec<Message> {
     match outcome {
         Ok(Outcome::Applied { plan, .. }) => {
-            // What changes what serves is told on `rollback`; what changes what steward
-            // trusts about the database (its identity, its schema reference) on
-            // `afterUpdate`.
-            let (event, icon, what) = match plan.command.as_str() {
-                "pause" => (NotifyEvent::Rollback, "⏸️", "traffic paused"),
-                "unpause" => (NotifyEvent::Rollback, "▶️", "traffic let through again"),
-                "restore" => (NotifyEvent::Rollback, "↩️", "database restored"),
-                "rollback" => (NotifyEvent::Rollback, "↩️", "production rolled back"),
-                "adopt" => (NotifyEvent::AfterUpdate, "📌", "database adopted"),
-                "drift" => (
-                    NotifyEvent::AfterUpdate,
-                    "📐",
-                    "live schema accepted as the reference",
-                ),
+            // A change by hand to what serves (or to the data it serves) is told on
+            // `rollback`. Adopting and accepting drift change what steward trusts, not
+            // what runs: they are on record (`steward history`), and told only on failure.
+            let (icon, what) = match plan.command.as_str() {
+                "pause" => ("⏸️", "traffic paused"),
+                "unpause" => ("▶️", "traffic let through again"),
+                "restore" => ("↩️", "database restored"),
+                "rollback" => ("↩️", "production rolled back"),
                 _ => return Vec::new(),
             };
             let steps: Vec<String> = plan
@@ -391,7 +385,7 @@ pub fn announce(
                 .map(ToString::to_string)
                 .collect();
             vec![Message::manual(
-                event,
+                NotifyEvent::Rollback,
                 plan_client,
                 format!(
                     "steward: {icon} `{plan_client}` {what} by hand by {actor}: {}",
@@ -405,8 +399,9 @@ pub fn announce(
             step,
             error,
             undo,
+            undo_errors,
             ..
-        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), revision),
+        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), undo_errors, revision),
         Err(err) if !err.is_refusal() => {
             vec![Message::failure(
                 plan_client,

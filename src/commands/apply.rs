@@ -164,8 +164,9 @@ fn announce(
             step,
             error,
             undo,
+            undo_errors,
             ..
-        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), revision),
+        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), undo_errors, revision),
         Err(err) if !err.is_refusal() => {
             vec![Message::failure(name, &err.to_string(), None, revision)]
         }

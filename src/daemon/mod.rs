@@ -682,6 +682,7 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
             step,
             error,
             undo,
+            undo_errors,
             ..
         }) => {
             if !undo.run.is_empty() {
@@ -689,14 +690,18 @@ async fn reconcile(context: Context, name: String, blocked: Option<String>) -> E
                     &plan,
                     &step,
                     undo.run.len(),
+                    &undo_errors,
                     revision.clone(),
                 ));
             }
             status.last_change = Some(format!(
                 "{now}: failed at {step}, rolled back {} step(s)",
-                undo.run.len()
+                undo.run.len() - undo_errors.len().min(undo.run.len())
             ));
-            let reason = notifications::step_failed(&step, &error);
+            let mut reason = notifications::step_failed(&step, &error);
+            for failed in &undo_errors {
+                reason.push_str(&format!("; undo failed: {failed}"));
+            }
             failed_plan = Some(plan);
             (Phase::Failed, reason, Exit::Error)
         }

@@ -136,11 +136,28 @@ impl Message {
         }
     }
 
-    pub fn rollback(plan: &Plan, step: &str, undone: usize, revision: Option<String>) -> Message {
-        let text = format!(
-            "steward: ↩️ `{}` rolled back {undone} step(s) after {step} failed",
-            plan.client
-        );
+    /// The undo after a failure: how many steps were put back, and, loudly, any that
+    /// could not be (`undo_errors`): then what runs is not what steward last recorded.
+    pub fn rollback(
+        plan: &Plan,
+        step: &str,
+        undone: usize,
+        undo_errors: &[String],
+        revision: Option<String>,
+    ) -> Message {
+        let text = if undo_errors.is_empty() {
+            format!(
+                "steward: ↩️ `{}` rolled back {undone} step(s) after {step} failed",
+                plan.client
+            )
+        } else {
+            format!(
+                "steward: ⚠️ `{}` undo incomplete after {step} failed: {} of {undone} step(s) could not be put back ({}); a person must look",
+                plan.client,
+                undo_errors.len(),
+                undo_errors.join("; ")
+            )
+        };
         let mut message = Message::new(NotifyEvent::Rollback, plan, text, revision);
         message.key = Some(key(&plan.client, NotifyEvent::Rollback, &plan.hash));
         message
@@ -224,23 +241,29 @@ pub fn failed_run(
     step: &str,
     error: &str,
     undone: usize,
+    undo_errors: &[String],
     revision: Option<String>,
 ) -> Vec<Message> {
     let mut messages = Vec::new();
     if undone > 0 {
-        messages.push(Message::rollback(plan, step, undone, revision.clone()));
+        messages.push(Message::rollback(
+            plan,
+            step,
+            undone,
+            undo_errors,
+            revision.clone(),
+        ));
     }
     let command = if plan.command == crate::plan::APPLY {
         String::new()
     } else {
         format!("{} ", plan.command)
     };
-    messages.push(Message::failure(
-        &plan.client,
-        &format!("{command}failed at {}", step_failed(step, error)),
-        Some(plan),
-        revision,
-    ));
+    let mut text = format!("{command}failed at {}", step_failed(step, error));
+    for failed in undo_errors {
+        text.push_str(&format!("; undo failed: {failed}"));
+    }
+    messages.push(Message::failure(&plan.client, &text, Some(plan), revision));
     messages
 }
 

@@ -103,6 +103,16 @@ pub struct EnvUndo {
     restore: Vec<(String, Secret, String, String)>,
     /// Variables steward added, to delete again.
     added: Vec<String>,
+    /// Variables changed or removed whose previous value is not known (sensitive, and its
+    /// secret reference no longer holds it): an undo cannot put them back, and says so.
+    lost: Vec<String>,
+}
+
+impl EnvUndo {
+    /// The variables an undo cannot put back.
+    pub fn lost(&self) -> &[String] {
+        &self.lost
+    }
 }
 
 /// The values an env change writes: key → (value, sensitive, fingerprint). The
@@ -159,7 +169,7 @@ async fn apply_one(
                     kind_of(*s).to_owned(),
                     f.clone(),
                 )),
-                (_, None) => {}
+                (_, None) => undo.lost.push(change.key.clone()),
             }
         }
         EnvAction::Remove => {
@@ -170,13 +180,14 @@ async fn apply_one(
             {
                 client.delete_env(project_id, &var.id).await?;
             }
-            if let Some((_, v, s, f)) = old {
-                undo.restore.push((
+            match old {
+                Some((_, v, s, f)) => undo.restore.push((
                     change.key.clone(),
                     v.clone(),
                     kind_of(*s).to_owned(),
                     f.clone(),
-                ));
+                )),
+                None => undo.lost.push(change.key.clone()),
             }
         }
     }

@@ -14,7 +14,8 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
     match step {
         Step::SetEnv { changes } => {
             let prepared = ctx.prepared()?;
-            let previous = previous_env(ctx).await?;
+            let (previous, unknown) = previous_env(ctx).await?;
+            scratch.env_unknown = unknown;
             let key = &prepared.fingerprint_key;
             let values: Vec<(String, Secret, bool, String)> = prepared
                 .values
@@ -167,11 +168,16 @@ fn deployment_host(scratch: &Scratch) -> Result<String, StepError> {
 /// The values an env undo puts back. A sensitive value cannot be read back: it is re-read
 /// from the secret reference the previous revision wrote it from, if steward's
 /// environment still holds that exact value.
-async fn previous_env(ctx: &Ctx<'_>) -> Result<Vec<(String, Secret, bool, String)>, StepError> {
+/// Also returns, for each sensitive value that cannot be re-read, its name and the
+/// reference it came from (what an undo that cannot put it back names).
+async fn previous_env(
+    ctx: &Ctx<'_>,
+) -> Result<(Vec<(String, Secret, bool, String)>, Vec<(String, String)>), StepError> {
     let prepared = ctx.prepared()?;
     let current = prepared.vercel.env_values(&prepared.project.id).await?;
     let key = &prepared.fingerprint_key;
-    Ok(current
+    let mut unknown = Vec::new();
+    let known = current
         .into_iter()
         .filter_map(|(name, value, kind, comment)| match value {
             Some(value) => {
@@ -191,12 +197,14 @@ async fn previous_env(ctx: &Ctx<'_>) -> Result<Vec<(String, Secret, bool, String
                             source = %source,
                             "the previous value of this sensitive variable is no longer in steward's environment; an undo cannot restore it"
                         );
+                        unknown.push((name, source));
                         None
                     }
                 }
             }
         })
-        .collect())
+        .collect();
+    Ok((known, unknown))
 }
 
 pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(), StepError> {
@@ -205,6 +213,26 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         Undo::RestoreEnv => {
             if let Some(undo) = &scratch.env_undo {
                 vercel::undo_env(link.api, &link.project.id, undo).await?;
+                // What could be put back is; what could not is an undo that failed, never
+                // one recorded as done.
+                if !undo.lost().is_empty() {
+                    let lost: Vec<String> = undo
+                        .lost()
+                        .iter()
+                        .map(|key| {
+                            match scratch.env_unknown.iter().find(|(k, _)| k == key) {
+                                Some((_, source)) => format!(
+                                    "{key} (its secret reference {source} no longer holds the previous value)"
+                                ),
+                                None => format!("{key} (its previous value is not known)"),
+                            }
+                        })
+                        .collect();
+                    return Err(StepError::Undo(format!(
+                        "not put back: {}; the rest of the env is restored; set these by hand in the project",
+                        lost.join(", ")
+                    )));
+                }
             }
         }
         Undo::PromotePrevious { deployment } => {

@@ -166,6 +166,9 @@ fn sqlx_transient(err: &sqlx::Error) -> bool {
 pub struct Scratch {
     pub deployment: Option<vercel::Deployment>,
     pub env_undo: Option<EnvUndo>,
+    /// Sensitive variables whose previous value cannot be re-read, with the secret
+    /// reference it came from.
+    pub env_unknown: Vec<(String, String)>,
     /// The id of the backup this run took.
     pub backup: Option<String>,
     /// What the steps did, in words, for the record and the operator (a backup's id and
