@@ -349,3 +349,93 @@ async fn an_urgent_change_says_in_its_plan_that_it_bypasses_the_window() {
         "{client:#}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_rolled_back_by_hand_is_held_until_the_manifest_changes_or_retry() {
+    let world = World::new().await;
+    converge(&world).await;
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    assert_exit(&world.steward(&["apply", "shop", "--yes"]), 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+
+    let rollback = world.steward(&["rollback", "shop", "--code"]);
+    assert_exit(&rollback, 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA1));
+
+    // The manifest still names SHA2: neither a plan nor apply rolls forward to it.
+    let plan = plan_json(&world);
+    let holds = plan["clients"][0]["holds"].to_string();
+    assert!(
+        holds.contains("rolled back by hand") && holds.contains("steward retry shop"),
+        "{holds}"
+    );
+    let apply = world.steward(&["apply", "shop", "--yes"]);
+    assert_exit(&apply, 3);
+    assert!(
+        stdout(&apply).contains("rolled back by hand")
+            || stderr(&apply).contains("rolled back by hand"),
+        "apply says what holds it:\n{}\n{}",
+        stdout(&apply),
+        stderr(&apply)
+    );
+    let once = world.steward(&["run", "--once"]);
+    assert!(
+        matches!(once.status.code(), Some(0..=3)),
+        "{}",
+        stderr(&once)
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "a daemon pass does not roll forward either"
+    );
+
+    assert_exit(&world.steward(&["retry", "shop"]), 0);
+    assert_exit(&world.steward(&["apply", "shop", "--yes"]), 0);
+    assert_eq!(world.production_sha().as_deref(), Some(SHA2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollback_by_hand_during_the_bake_fails_the_run_and_holds_the_release() {
+    let world = World::new().await;
+    converge(&world).await;
+    world.write_client(SHA2, "2024_11_18_001", "info", "");
+    let manifest = world.path().join("clients/shop.yaml");
+    let text = std::fs::read_to_string(&manifest).expect("read");
+    std::fs::write(&manifest, text.replace("bake: 600ms", "bake: 4s")).expect("write");
+
+    let apply = world
+        .command(&["apply", "shop", "--yes"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn apply");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while world.production_sha().as_deref() != Some(SHA2) {
+        assert!(std::time::Instant::now() < deadline, "never promoted");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Promoted, and baking: an operator puts the previous deployment back.
+    assert_exit(&world.steward(&["rollback", "shop", "--code"]), 0);
+    let out = apply.wait_with_output().expect("apply");
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("production moved to") && stdout(&out).contains("during the bake"),
+        "{}\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_eq!(
+        world.production_sha().as_deref(),
+        Some(SHA1),
+        "the operator's rollback stands"
+    );
+    let plan = plan_json(&world);
+    assert!(
+        plan["clients"][0]["holds"]
+            .to_string()
+            .contains("steward retry shop"),
+        "the release is held, not promoted again: {}",
+        plan["clients"][0]["holds"]
+    );
+}

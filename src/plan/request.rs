@@ -392,10 +392,15 @@ pub fn plan(
                     notes.push(format!("production is already {to}"));
                     Vec::new()
                 }
-                Some(to) => vec![Step::CodeRollback {
-                    from: observed.production.clone(),
-                    to,
-                }],
+                Some(to) => {
+                    notes.push(format!(
+                        "the release now in production, when steward put it there, is held as failed: neither the daemon nor `apply` rolls forward to it until the manifest names another release or `steward retry {client}`"
+                    ));
+                    vec![Step::CodeRollback {
+                        from: observed.production.clone(),
+                        to,
+                    }]
+                }
                 None => {
                     blocks.push(Block::NoPreviousDeployment {
                         client: client.to_owned(),

@@ -75,6 +75,8 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         Step::Bake { duration } => {
             let host = deployment_host(scratch)?;
             bake(ctx, &host, *duration).await?;
+            let baked = scratch.deployment.as_ref().map(|d| d.id.as_str());
+            still_production(ctx, baked).await?;
         }
         Step::Rebake {
             deployment,
@@ -95,6 +97,7 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
                     "the deployment to bake again has no URL",
                 ))?;
             bake(ctx, &host, *duration).await?;
+            still_production(ctx, Some(deployment)).await?;
         }
         Step::Pause { .. } | Step::Unpause { .. } => {
             let paused = matches!(step, Step::Pause { .. });
@@ -134,6 +137,23 @@ pub async fn run(ctx: &Ctx<'_>, step: &Step, scratch: &mut Scratch) -> Result<()
         | Step::Record => unreachable!("{} is not a Vercel step", step.kind()),
     }
     Ok(())
+}
+
+/// A bake judges the release that serves production: when production moved during it
+/// (rolled back by hand, promoted by someone else), the release was not baked in
+/// production and is not recorded as such. The run fails there, so the release is held
+/// as failed rather than promoted again by the next pass.
+async fn still_production(ctx: &Ctx<'_>, baked: Option<&str>) -> Result<(), StepError> {
+    let link = ctx.link()?;
+    let project = link.api.project(&link.project.id).await?;
+    let now = project.production().map(|d| d.id.as_str());
+    if now == baked {
+        return Ok(());
+    }
+    Err(StepError::Guard(format!(
+        "production moved to {} during the bake (rolled back by hand, or promoted by someone else); this release is not recorded as baked",
+        now.unwrap_or("(none)")
+    )))
 }
 
 /// Health-check `host` every few seconds for `duration`. Shutdown ends it early as
@@ -237,6 +257,21 @@ pub async fn undo(ctx: &Ctx<'_>, action: &Undo, scratch: &Scratch) -> Result<(),
         }
         Undo::PromotePrevious { deployment } => {
             if let Some(previous) = deployment {
+                // Production is put back only from what this run put there: a production
+                // someone else moved meanwhile is theirs, and is left as it is (and said).
+                let project = link.api.project(&link.project.id).await?;
+                let now = project.production().map(|d| d.id.as_str());
+                let ours = scratch.deployment.as_ref().map(|d| d.id.as_str());
+                if now == Some(previous.as_str()) {
+                    return Ok(());
+                }
+                if ours.is_some() && now != ours {
+                    return Err(StepError::Undo(format!(
+                        "production is {}, not this run's {}: someone else moved it, so it is left as it is",
+                        now.unwrap_or("(none)"),
+                        ours.unwrap_or("(none)")
+                    )));
+                }
                 vercel::rollback(link.api, &link.project.id, previous).await?;
             }
         }

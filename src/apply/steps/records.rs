@@ -104,12 +104,61 @@ pub async fn complete(ctx: &Ctx<'_>, db: &mut Db, scratch: &Scratch) -> Result<(
         e.versions.extend(scratch.undone.iter().cloned());
     }
     match db.records() {
-        Some(conn) => record::append(conn, &e).await?,
+        Some(conn) => {
+            record::append(conn, &e).await?;
+            if let Some(Step::CodeRollback {
+                from: Some(from),
+                to,
+            }) = plan.steps.first()
+            {
+                hold_rolled_back(ctx, conn, from, to).await?;
+            }
+        }
         // Only a run that may go on without its records has no connection for them.
         None => {
             tracing::warn!(client = %plan.client, command = %plan.command, "the client's database cannot be reached; the update record is not written")
         }
     }
+    Ok(())
+}
+
+/// A release rolled back by hand is judged bad by a person: it is remembered as a failed
+/// release (an `apply` `rolled_back` record under its release), so neither the daemon nor
+/// `apply` rolls forward to it again until the manifest names another release or
+/// `steward retry` clears it. Only a production steward put there is a release to hold.
+async fn hold_rolled_back(
+    ctx: &Ctx<'_>,
+    conn: &mut sqlx::PgConnection,
+    from: &str,
+    to: &str,
+) -> Result<(), StepError> {
+    let released: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT plan_hash, release FROM steward_events
+         WHERE step = 'apply' AND outcome = 'completed' AND deployment_id = $1
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(from)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(record::RecordError::from)?;
+    let Some((plan_hash, Some(release))) = released else {
+        return Ok(());
+    };
+    let mut e = Event::new(
+        &ctx.plan.client,
+        APPLY,
+        EventKind::RolledBack,
+        &ctx.runner.actor,
+    );
+    e.plan_hash = plan_hash;
+    e.release = Some(release);
+    e.fleet_revision = ctx.runner.revision.clone();
+    e.detail = Some("rollback".to_owned());
+    e.error = Some(format!(
+        "production rolled back by hand by {} from {from} to {to}",
+        ctx.runner.actor
+    ));
+    record::append(conn, &e).await?;
     Ok(())
 }
 
