@@ -247,3 +247,54 @@ async fn a_daemon_stopped_during_the_bake_records_it_unfinished_and_the_next_app
     assert_exit(&out, 0);
     assert_eq!(rebaked_and_completed(&world).await, (1, 2));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unfinished_bake_is_still_seen_after_an_operators_request_ran() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    kill_apply_during_the_bake(&world).await;
+    // A request run after the killed apply is a run of its own: it does not hide the
+    // bake that never finished.
+    world.setup(&["backup", "shop"]);
+    client_with_bake(&world, SHA2, "1s");
+    let plan = world.steward(&["plan", "shop"]);
+    assert!(
+        stdout(&plan).contains("interrupted during bake at ")
+            && stdout(&plan).contains("rebake: the bake of"),
+        "{}",
+        stdout(&plan)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_killed_during_a_step_is_reported_by_the_next_plan_under_its_command() {
+    let world = World::new().await;
+    world.setup(&["adopt", "shop"]);
+    world.setup(&["apply", "shop", "--yes"]);
+    // What a `restore --pause-traffic` killed during its restore step leaves on record:
+    // its start, the pause done, the restore's intent and nothing after it.
+    let mut conn = world.db.connect().await;
+    sqlx::raw_sql(
+        "insert into steward_events (client, plan_hash, step, outcome, actor) values
+           ('shop', 'feedfacefeedface', 'restore', 'started', 'dana'),
+           ('shop', 'feedfacefeedface', 'pause', 'intent', 'dana'),
+           ('shop', 'feedfacefeedface', 'pause', 'succeeded', 'dana'),
+           ('shop', 'feedfacefeedface', 'restore', 'intent', 'dana')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("write the records of a killed restore");
+    let plan = world.steward(&["plan", "shop"]);
+    assert!(
+        stdout(&plan).contains("`steward restore` interrupted during restore at "),
+        "{}",
+        stdout(&plan)
+    );
+    let backup = world.steward(&["backup", "shop", "--dry-run"]);
+    assert!(
+        stdout(&backup).contains("`steward restore` interrupted during restore at "),
+        "a request's plan says so too:\n{}",
+        stdout(&backup)
+    );
+}

@@ -144,6 +144,7 @@ mod tests {
             drift: None,
             has_reference: false,
             interrupted: None,
+            request_interrupted: None,
             promoted: vec![],
         }
     }

@@ -252,6 +252,7 @@ pub async fn prepare(
         failure,
         rehearsal,
         interrupted: schema.interrupted.clone(),
+        request_interrupted: schema.request_interrupted.clone(),
     };
     let ctx = Context {
         now: Utc::now(),

@@ -145,6 +145,8 @@ async fn look(
         seen.current = state.current.clone();
         seen.failure = failure;
         seen.has_reference = state.has_reference;
+        seen.notes
+            .extend(state.request_interrupted.iter().map(ToString::to_string));
         seen.production_recorded = !state.promoted.is_empty();
         seen.drift = crate::plan::drift::changes(state.drift.as_ref())
             .iter()

@@ -43,6 +43,8 @@ pub struct Observed {
     pub rehearsal: Option<super::Rehearsal>,
     /// The newest run stopped half-way (its update record says so).
     pub interrupted: Option<super::Interruption>,
+    /// The newest operator's request stopped half-way: said in the plan.
+    pub request_interrupted: Option<super::Interruption>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -7,7 +7,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-/// One `steward_events` row of the newest apply run, in the order written.
+use super::APPLY;
+
+/// One `steward_events` row of a run (the newest apply run, or the newest request), in
+/// the order written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEvent {
     pub step: String,
@@ -21,6 +24,8 @@ pub struct RunEvent {
 /// The newest run stopped without finishing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Interruption {
+    /// The run's command: `apply`, or the operator's request (`restore`, `migrate`, …).
+    pub command: String,
     /// The step that was running, or the step where the run stopped.
     pub step: String,
     pub at: DateTime<Utc>,
@@ -42,10 +47,19 @@ pub struct UnfinishedBake {
 impl std::fmt::Display for Interruption {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let at = self.at.format("%Y-%m-%d %H:%M:%S UTC");
+        if self.command != APPLY {
+            write!(f, "`steward {}` ", self.command)?;
+        }
         if self.died {
             write!(f, "interrupted during {} at {at}", self.step)?;
         } else {
             write!(f, "stopped at {} at {at}", self.step)?;
+        }
+        if self.command != APPLY {
+            write!(
+                f,
+                "; the steps it finished are live (`steward history` lists them): run it again, or undo them"
+            )?;
         }
         if let Some(bake) = &self.unfinished_bake {
             write!(
@@ -61,8 +75,13 @@ impl std::fmt::Display for Interruption {
 /// Judge the newest run's events. `None` when it finished (completed, failed or rolled
 /// back), or stopped between steps with nothing left half-done.
 pub fn judge(events: &[RunEvent]) -> Option<Interruption> {
+    // The run's first event is its start, under its command.
+    let command = events
+        .iter()
+        .find(|e| e.outcome == "started")
+        .map_or(APPLY, |e| e.step.as_str());
     let finished = events.iter().any(|e| {
-        e.step == "apply" && matches!(e.outcome.as_str(), "completed" | "failed" | "rolled_back")
+        e.step == command && matches!(e.outcome.as_str(), "completed" | "failed" | "rolled_back")
     });
     if finished {
         return None;
@@ -105,6 +124,7 @@ pub fn judge(events: &[RunEvent]) -> Option<Interruption> {
     };
     let stopped = open.or(bake_stopped.filter(|_| unfinished_bake.is_some()))?;
     Some(Interruption {
+        command: command.to_owned(),
         step: stopped.step.clone(),
         at: stopped.at,
         died: open.is_some(),
@@ -217,6 +237,31 @@ mod tests {
             ),
         ];
         assert_eq!(judge(&events), None);
+    }
+
+    #[test]
+    fn a_request_killed_during_a_step_is_interrupted_under_its_own_command() {
+        let events = vec![
+            ev("restore", "started", None, None),
+            ev("pause", "intent", None, None),
+            ev("pause", "succeeded", None, None),
+            ev("restore", "intent", None, None),
+        ];
+        let found = judge(&events).expect("interrupted");
+        assert_eq!(
+            (found.command.as_str(), found.step.as_str(), found.died),
+            ("restore", "restore", true)
+        );
+        assert!(
+            found
+                .to_string()
+                .starts_with("`steward restore` interrupted during restore at "),
+            "{found}"
+        );
+        let mut finished = events.clone();
+        finished.push(ev("restore", "succeeded", None, None));
+        finished.push(ev("restore", "completed", None, None));
+        assert_eq!(judge(&finished), None);
     }
 
     #[test]

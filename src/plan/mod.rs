@@ -631,6 +631,9 @@ pub fn plan(
 
     // A bake that never finished on the build that is still production runs again (when
     // nothing newer is about to replace it).
+    if let Some(interrupted) = &observed.request_interrupted {
+        notes.push(interrupted.to_string());
+    }
     if let Some(interrupted) = &observed.interrupted {
         notes.push(interrupted.to_string());
         if let Some(bake) = &interrupted.unfinished_bake

@@ -140,6 +140,7 @@ fn converged() -> (Desired, Observed) {
         failure: None,
         rehearsal: None,
         interrupted: None,
+        request_interrupted: None,
     };
     (desired, observed)
 }
@@ -801,6 +802,7 @@ fn editing_a_pending_migration_after_review_changes_the_plan_hash() {
 
 fn killed_during_bake(production: &str) -> Interruption {
     Interruption {
+        command: "apply".to_owned(),
         step: "bake".to_owned(),
         at: chrono::DateTime::from_timestamp(1_700_000_000, 0).expect("time"),
         died: true,

@@ -28,6 +28,8 @@ pub struct SchemaState {
     pub has_reference: bool,
     /// The newest apply run stopped half-way, as its update record tells.
     pub interrupted: Option<Interruption>,
+    /// The newest operator's request (`restore`, `migrate`, …) stopped half-way.
+    pub request_interrupted: Option<Interruption>,
     /// The deployments steward put on production, newest first (see
     /// [`PRODUCTION_RECORDS`]): what an outside change is judged against.
     pub promoted: Vec<String>,
@@ -118,12 +120,19 @@ pub async fn observe_on(
             "(SELECT 'promoted'::text, deployment_id, step, outcome, at FROM steward_events
               WHERE {PRODUCTION_RECORDS} ORDER BY id DESC LIMIT 1)"
         ));
-        // Every event of the newest apply run, to see whether it finished: the id first,
-        // for order, then the deployment; the detail (JSON for an intent) last.
-        parts.push(
-            "(SELECT 'run'::text, step, outcome, id::text || chr(31) || coalesce(deployment_id, '') || chr(31) || coalesce(detail, ''), at FROM steward_events
-              WHERE id >= (SELECT coalesce(max(id), 0) FROM steward_events WHERE step = 'apply' AND outcome = 'started'))".to_owned(),
-        );
+        // Every event of the newest apply run, and of the newest operator's request, to
+        // see whether each finished: a run's events are the ones under its plan hash from
+        // its start on (a request that ran meanwhile, or a lock-free pause, is not part of
+        // the apply run). The id first, for order, then the deployment; the detail (JSON
+        // for an intent) last.
+        for (kind, which) in [("run", "step = 'apply'"), ("request", "step <> 'apply'")] {
+            parts.push(format!(
+                "(SELECT '{kind}'::text, e.step, e.outcome, e.id::text || chr(31) || coalesce(e.deployment_id, '') || chr(31) || coalesce(e.detail, ''), e.at
+                  FROM steward_events e,
+                       (SELECT id, plan_hash FROM steward_events WHERE {which} AND outcome = 'started' ORDER BY id DESC LIMIT 1) s
+                  WHERE e.id >= s.id AND e.plan_hash IS NOT DISTINCT FROM s.plan_hash)"
+            ));
+        }
     }
     if has_reference {
         parts.push(super::drift::observation_part(has_versions));
@@ -133,6 +142,7 @@ pub async fn observe_on(
     let mut failure = None;
     let mut drift = None;
     let mut run: Vec<(i64, RunEvent)> = Vec::new();
+    let mut request: Vec<(i64, RunEvent)> = Vec::new();
     let mut promoted = Vec::new();
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
@@ -170,13 +180,18 @@ pub async fn observe_on(
                 "schema" => {
                     drift = super::drift::drift_from_row(client, a, b, c.as_deref(), at)?;
                 }
-                "run" => {
+                "run" | "request" => {
                     let text = c.unwrap_or_default();
                     let mut fields = text.splitn(3, '\u{1f}');
                     let id = fields.next().and_then(|id| id.parse().ok()).unwrap_or(0);
                     let deployment = fields.next().filter(|d| !d.is_empty());
                     let detail = fields.next().filter(|d| !d.is_empty());
-                    run.push((
+                    let into = if kind == "run" {
+                        &mut run
+                    } else {
+                        &mut request
+                    };
+                    into.push((
                         id,
                         RunEvent {
                             step: a.unwrap_or_default(),
@@ -212,8 +227,23 @@ pub async fn observe_on(
         }
     }
     rows.sort_by(|x, y| x.version.cmp(&y.version));
-    run.sort_by_key(|(id, _)| *id);
-    let run: Vec<RunEvent> = run.into_iter().map(|(_, e)| e).collect();
+    let in_order = |mut events: Vec<(i64, RunEvent)>| -> Vec<RunEvent> {
+        events.sort_by_key(|(id, _)| *id);
+        events.into_iter().map(|(_, e)| e).collect()
+    };
+    // A request stopped half-way is news until the next apply run: that one started from
+    // what was live, and what it found is what the plan and status say.
+    let apply_started = run.iter().map(|(id, _)| *id).min();
+    if request
+        .iter()
+        .map(|(id, _)| *id)
+        .min()
+        .is_some_and(|started| apply_started.is_some_and(|applied| applied > started))
+    {
+        request.clear();
+    }
+    let run = in_order(run);
+    let request = in_order(request);
     // A promote that was in flight when the newest run stopped may have happened: its
     // deployment is steward's too.
     for event in &run {
@@ -232,6 +262,7 @@ pub async fn observe_on(
         drift,
         has_reference,
         interrupted: interrupted::judge(&run),
+        request_interrupted: interrupted::judge(&request),
         promoted,
     };
     Ok((state, failure))
