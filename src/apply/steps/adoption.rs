@@ -54,7 +54,30 @@ pub async fn run(
                 )
             });
         }
-        _ => unreachable!("{} is not an adoption step", step.kind()),
+        Step::Preflight
+        | Step::Backup { .. }
+        | Step::MigrateUp { .. }
+        | Step::MigrateDown { .. }
+        | Step::RestoreBackup { .. }
+        | Step::Verify { .. }
+        | Step::SetEnv { .. }
+        | Step::Deploy { .. }
+        | Step::WaitReady
+        | Step::HealthCheck { .. }
+        | Step::Promote { .. }
+        | Step::Rollout { .. }
+        | Step::Bake { .. }
+        | Step::Rebake { .. }
+        | Step::TakeOverPromotion { .. }
+        | Step::Record
+        | Step::Pause { .. }
+        | Step::Unpause { .. }
+        | Step::Restore { .. }
+        | Step::Repair { .. }
+        | Step::CodeRollback { .. }
+        | Step::ClearFailure { .. } => {
+            unreachable!("{} is not an adoption step", step.kind())
+        }
     }
     Ok(())
 }
@@ -81,7 +104,9 @@ pub async fn check_baseline(
         version, record, ..
     } = step
     else {
-        return Ok(());
+        return Err(StepError::Missing(
+            "the baseline guard belongs to a baseline step",
+        ));
     };
     let checked = baseline(ctx, session, version).await?;
     if checked.record == *record {
