@@ -72,6 +72,31 @@ impl std::fmt::Display for Interruption {
     }
 }
 
+/// Split the events since the newest apply run started (`(id, plan hash, event)`, in
+/// order) into that run's and the newest operator's request's since: each run's events
+/// are the ones under its plan hash from its start on. A request from before the apply
+/// run is not news: that run started from what was live.
+pub fn split_runs(events: Vec<(i64, String, RunEvent)>) -> (Vec<RunEvent>, Vec<RunEvent>) {
+    let started = |apply: bool| {
+        events
+            .iter()
+            .rev()
+            .find(|(_, _, e)| e.outcome == "started" && (e.step == APPLY) == apply)
+            .map(|(id, hash, _)| (*id, hash.clone()))
+    };
+    let of = |start: Option<(i64, String)>| -> Vec<RunEvent> {
+        let Some((from, hash)) = start else {
+            return Vec::new();
+        };
+        events
+            .iter()
+            .filter(|(id, h, _)| *id >= from && *h == hash)
+            .map(|(_, _, e)| e.clone())
+            .collect()
+    };
+    (of(started(true)), of(started(false)))
+}
+
 /// Judge the newest run's events. `None` when it finished (completed, failed or rolled
 /// back), or stopped between steps with nothing left half-done.
 pub fn judge(events: &[RunEvent]) -> Option<Interruption> {
@@ -262,6 +287,24 @@ mod tests {
         finished.push(ev("restore", "succeeded", None, None));
         finished.push(ev("restore", "completed", None, None));
         assert_eq!(judge(&finished), None);
+    }
+
+    #[test]
+    fn a_request_run_after_a_killed_apply_is_split_from_it_by_plan_hash() {
+        let tagged = |id: i64, hash: &str, e: RunEvent| (id, hash.to_owned(), e);
+        let events = vec![
+            tagged(1, "a", ev("apply", "started", None, None)),
+            tagged(2, "a", ev("bake", "intent", Some("dpl_new"), None)),
+            tagged(3, "b", ev("backup", "started", None, None)),
+            tagged(4, "b", ev("backup", "intent", None, None)),
+            tagged(5, "b", ev("backup", "succeeded", None, None)),
+            tagged(6, "b", ev("backup", "completed", None, None)),
+        ];
+        let (run, request) = split_runs(events);
+        assert_eq!(run.len(), 2);
+        assert_eq!(judge(&run).map(|i| i.step), Some("bake".to_owned()));
+        assert_eq!(request.len(), 4);
+        assert_eq!(judge(&request), None);
     }
 
     #[test]

@@ -120,19 +120,15 @@ pub async fn observe_on(
             "(SELECT 'promoted'::text, deployment_id, step, outcome, at FROM steward_events
               WHERE {PRODUCTION_RECORDS} ORDER BY id DESC LIMIT 1)"
         ));
-        // Every event of the newest apply run, and of the newest operator's request, to
-        // see whether each finished: a run's events are the ones under its plan hash from
-        // its start on (a request that ran meanwhile, or a lock-free pause, is not part of
-        // the apply run). The id first, for order, then the deployment; the detail (JSON
-        // for an intent) last.
-        for (kind, which) in [("run", "step = 'apply'"), ("request", "step <> 'apply'")] {
-            parts.push(format!(
-                "(SELECT '{kind}'::text, e.step, e.outcome, e.id::text || chr(31) || coalesce(e.deployment_id, '') || chr(31) || coalesce(e.detail, ''), e.at
-                  FROM steward_events e,
-                       (SELECT id, plan_hash FROM steward_events WHERE {which} AND outcome = 'started' ORDER BY id DESC LIMIT 1) s
-                  WHERE e.id >= s.id AND e.plan_hash IS NOT DISTINCT FROM s.plan_hash)"
-            ));
-        }
+        // Every event since the newest apply run started, to see whether that run, and an
+        // operator's request made since, finished: the id first, for order, then the plan
+        // hash (a run's events are the ones under its hash: a request that ran meanwhile,
+        // or a lock-free pause, is not part of the apply run), then the deployment; the
+        // detail (JSON for an intent) last.
+        parts.push(
+            "(SELECT 'run'::text, step, outcome, id::text || chr(31) || coalesce(plan_hash, '') || chr(31) || coalesce(deployment_id, '') || chr(31) || coalesce(detail, ''), at FROM steward_events
+              WHERE id >= (SELECT coalesce(max(id), 0) FROM steward_events WHERE step = 'apply' AND outcome = 'started'))".to_owned(),
+        );
     }
     if has_reference {
         parts.push(super::drift::observation_part(has_versions));
@@ -141,8 +137,7 @@ pub async fn observe_on(
     let mut rows = Vec::new();
     let mut failure = None;
     let mut drift = None;
-    let mut run: Vec<(i64, RunEvent)> = Vec::new();
-    let mut request: Vec<(i64, RunEvent)> = Vec::new();
+    let mut events: Vec<(i64, String, RunEvent)> = Vec::new();
     let mut promoted = Vec::new();
     if !parts.is_empty() {
         let sql = parts.join(" UNION ALL ");
@@ -180,19 +175,16 @@ pub async fn observe_on(
                 "schema" => {
                     drift = super::drift::drift_from_row(client, a, b, c.as_deref(), at)?;
                 }
-                "run" | "request" => {
+                "run" => {
                     let text = c.unwrap_or_default();
-                    let mut fields = text.splitn(3, '\u{1f}');
+                    let mut fields = text.splitn(4, '\u{1f}');
                     let id = fields.next().and_then(|id| id.parse().ok()).unwrap_or(0);
+                    let plan_hash = fields.next().unwrap_or_default().to_owned();
                     let deployment = fields.next().filter(|d| !d.is_empty());
                     let detail = fields.next().filter(|d| !d.is_empty());
-                    let into = if kind == "run" {
-                        &mut run
-                    } else {
-                        &mut request
-                    };
-                    into.push((
+                    events.push((
                         id,
+                        plan_hash,
                         RunEvent {
                             step: a.unwrap_or_default(),
                             outcome: b.unwrap_or_default(),
@@ -227,23 +219,8 @@ pub async fn observe_on(
         }
     }
     rows.sort_by(|x, y| x.version.cmp(&y.version));
-    let in_order = |mut events: Vec<(i64, RunEvent)>| -> Vec<RunEvent> {
-        events.sort_by_key(|(id, _)| *id);
-        events.into_iter().map(|(_, e)| e).collect()
-    };
-    // A request stopped half-way is news until the next apply run: that one started from
-    // what was live, and what it found is what the plan and status say.
-    let apply_started = run.iter().map(|(id, _)| *id).min();
-    if request
-        .iter()
-        .map(|(id, _)| *id)
-        .min()
-        .is_some_and(|started| apply_started.is_some_and(|applied| applied > started))
-    {
-        request.clear();
-    }
-    let run = in_order(run);
-    let request = in_order(request);
+    events.sort_by_key(|(id, ..)| *id);
+    let (run, request) = interrupted::split_runs(events);
     // A promote that was in flight when the newest run stopped may have happened: its
     // deployment is steward's too.
     for event in &run {
