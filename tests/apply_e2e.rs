@@ -418,12 +418,9 @@ async fn a_run_killed_after_migrating_resumes_with_only_the_remaining_steps() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_reference_when_the_update_fails()
- {
-    const ROTATED: &str = "sk_live_ROTATED_1a2b3c4d5e6f";
-    let world = World::new().await;
-    converge_fresh(&world).await;
+/// A release whose build fails and which rotates the sensitive value to a new secret
+/// reference (`TEST_STRIPE_KEY_V2`): its env is set, then undone.
+fn rotate_into_a_failing_release(world: &World) {
     world.emulator.update_faults(|f| {
         f.fail_shas.insert(SHA2.to_owned());
     });
@@ -435,6 +432,15 @@ async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_referenc
         text.replace("{env: TEST_STRIPE_KEY,", "{env: TEST_STRIPE_KEY_V2,"),
     )
     .expect("write");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_sensitive_value_is_put_back_from_its_previous_secret_reference_when_the_update_fails()
+ {
+    const ROTATED: &str = "sk_live_ROTATED_1a2b3c4d5e6f";
+    let world = World::new().await;
+    converge_fresh(&world).await;
+    rotate_into_a_failing_release(&world);
     let plan = world
         .command(&["plan", "shop"])
         .env("TEST_STRIPE_KEY_V2", ROTATED)
@@ -475,17 +481,7 @@ async fn an_undo_that_cannot_put_a_rotated_value_back_says_so_in_the_record_stat
         &common::repo_root().join("migrations"),
         "  notify:\n    webhooks: [{url: {env: TEST_HOOK_URL}}]\n",
     );
-    world.emulator.update_faults(|f| {
-        f.fail_shas.insert(SHA2.to_owned());
-    });
-    world.write_client(SHA2, "2024_11_18_001", "info", "");
-    let manifest = world.path().join("clients/shop.yaml");
-    let text = std::fs::read_to_string(&manifest).expect("read");
-    std::fs::write(
-        &manifest,
-        text.replace("{env: TEST_STRIPE_KEY,", "{env: TEST_STRIPE_KEY_V2,"),
-    )
-    .expect("write");
+    rotate_into_a_failing_release(&world);
     // The previous value's reference no longer resolves here: the undo cannot restore it.
     let out = world
         .command(&["apply", "shop", "--yes"])

@@ -318,6 +318,31 @@ async fn link(
     Ok(Some((api, project)))
 }
 
+/// What a run that failed, or could not run, tells the fleet's webhooks (and the client):
+/// the rollback and the failure, with any undo that could not put something back; an
+/// error that is not a refusal as a failure. Nothing for any other outcome. Every command
+/// and the CLI `apply` announce failures through this.
+pub fn failure_notices(
+    client: &str,
+    outcome: &Result<Outcome, ApplyError>,
+    revision: Option<String>,
+) -> Vec<Message> {
+    match outcome {
+        Ok(Outcome::Failed {
+            plan,
+            step,
+            error,
+            undo,
+            undo_errors,
+            ..
+        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), undo_errors, revision),
+        Err(err) if !err.is_refusal() => {
+            vec![Message::failure(client, &err.to_string(), None, revision)]
+        }
+        _ => Vec::new(),
+    }
+}
+
 /// `adopt`'s look at the project's promotion setting and production, from one read. A
 /// Vercel that cannot be reached, or is not configured here (no token in this
 /// environment), does not stop adopting the database: the plan says so, and the first
@@ -396,22 +421,6 @@ pub fn announce(
                 revision,
             )]
         }
-        Ok(Outcome::Failed {
-            plan,
-            step,
-            error,
-            undo,
-            undo_errors,
-            ..
-        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), undo_errors, revision),
-        Err(err) if !err.is_refusal() => {
-            vec![Message::failure(
-                plan_client,
-                &err.to_string(),
-                None,
-                revision,
-            )]
-        }
-        _ => Vec::new(),
+        outcome => failure_notices(plan_client, outcome, revision),
     }
 }

@@ -159,18 +159,7 @@ fn announce(
     let revision = revision.cloned();
     match outcome {
         Ok(Outcome::Applied { plan, .. }) => vec![Message::after_update(plan, revision)],
-        Ok(Outcome::Failed {
-            plan,
-            step,
-            error,
-            undo,
-            undo_errors,
-            ..
-        }) => crate::notify::failed_run(plan, step, error, undo.run.len(), undo_errors, revision),
-        Err(err) if !err.is_refusal() => {
-            vec![Message::failure(name, &err.to_string(), None, revision)]
-        }
-        _ => Vec::new(),
+        outcome => apply::request::failure_notices(name, outcome, revision),
     }
 }
 

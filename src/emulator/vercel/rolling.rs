@@ -489,14 +489,15 @@ pub async fn complete(
     }
 }
 
+/// The project's rolling release, to change it.
+fn release_mut<'s>(state: &'s mut State, id: &str) -> Option<&'s mut Release> {
+    state.projects.get_mut(id)?.rolling_release.as_mut()
+}
+
 /// Move an active release to its next stage; the last stage completes it.
 fn advance(state: &mut State, id: &str) {
     let now = now_ms();
-    let Some(release) = state
-        .projects
-        .get_mut(id)
-        .and_then(|p| p.rolling_release.as_mut())
-    else {
+    let Some(release) = release_mut(state, id) else {
         return;
     };
     release.active += 1;
@@ -512,11 +513,7 @@ fn advance(state: &mut State, id: &str) {
 /// Complete a release: the canary takes all traffic and becomes production.
 fn finish(state: &mut State, id: &str) {
     let now = now_ms();
-    let Some(release) = state
-        .projects
-        .get_mut(id)
-        .and_then(|p| p.rolling_release.as_mut())
-    else {
+    let Some(release) = release_mut(state, id) else {
         return;
     };
     release.state = ReleaseState::Complete;
@@ -556,7 +553,7 @@ pub fn abort_by_rollback(
     team: Option<&str>,
 ) -> Option<Response> {
     let id = state.project_id(p, team)?;
-    let release = state.projects.get_mut(&id)?.rolling_release.as_mut()?;
+    let release = release_mut(state, &id)?;
     if release.state != ReleaseState::Active || release.current.as_deref() != Some(d) {
         return None;
     }
